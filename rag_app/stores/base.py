@@ -1,0 +1,186 @@
+"""What every vector-store backend provides, and the document catalog built on top of it.
+
+LlamaIndex's vector stores hold chunks, but not the list of documents, their content hashes or
+the embedding model that built the collection, and their delete and overwrite semantics differ
+per integration. A `Backend` wraps one LlamaIndex vector store with the few operations the
+shared ingestion and query paths need, each with the same meaning everywhere:
+
+- `upsert` overwrites a chunk id that exists (never keeps stale text);
+- `delete_chunks` deletes exactly the ids given;
+- `query` returns cosine similarity as the score;
+- records (`read_records` / `write_records` / `delete_records`) are small JSON documents kept
+  inside the store itself (a file, a side collection, a side namespace), so the catalog lives
+  where the data lives and a second process or machine sees the same state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+from llama_index.core.schema import NodeWithScore, TextNode
+from llama_index.core.vector_stores.types import (
+    BasePydanticVectorStore,
+    MetadataFilters,
+    VectorStoreQuery,
+)
+
+from rag_app.errors import EmbeddingMismatchError
+from rag_app.settings import Settings
+
+MANIFEST_KEY = "__manifest__"
+
+
+@dataclass(frozen=True)
+class DocRecord:
+    """One document as the catalog knows it. `complete` is False while an ingest is writing."""
+
+    doc_id: str
+    content_hash: str
+    n_chunks: int
+    source: str = ""
+    complete: bool = True
+
+    @property
+    def key(self) -> str:
+        return doc_key(self.doc_id)
+
+    def chunk_ids(self) -> list[str]:
+        return chunk_ids(self.doc_id, self.n_chunks)
+
+
+def doc_key(doc_id: str) -> str:
+    """A short ASCII key for a document id (ids may be long or Korean; stores limit ids)."""
+    return hashlib.sha256(doc_id.encode("utf-8")).hexdigest()[:20]
+
+
+def chunk_ids(doc_id: str, n: int, start: int = 0) -> list[str]:
+    """Stable chunk ids: a document's key and the chunk's position."""
+    key = doc_key(doc_id)
+    return [f"{key}:{i}" for i in range(start, n)]
+
+
+def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Backend(ABC):
+    """One vector database behind the app's ingestion and query paths."""
+
+    name: ClassVar[str]
+    #: Where the data lives, shown by `rag-app stores` and in errors.
+    location: str
+    #: False when written chunks are durable only after `flush` (memory).
+    writes_through: bool = True
+    vector_store: BasePydanticVectorStore
+
+    @classmethod
+    @abstractmethod
+    def open(cls, settings: Settings, collection: str, dimension: Callable[[], int]) -> Backend:
+        """Connect to (or create) `collection`; `dimension` is called only if it is needed."""
+
+    @classmethod
+    def unavailable_reason(cls, settings: Settings) -> str | None:
+        """Why this backend cannot be used with these settings now, or None."""
+        return None
+
+    @abstractmethod
+    def upsert(self, nodes: Sequence[TextNode]) -> None:
+        """Write chunks (with embeddings); an existing id is overwritten."""
+
+    @abstractmethod
+    def delete_chunks(self, ids: Sequence[str]) -> None:
+        """Delete exactly these chunk ids; unknown ids are ignored."""
+
+    @abstractmethod
+    def fetch_nodes(self, ids: Sequence[str]) -> dict[str, TextNode]:
+        """Chunks by id, without embeddings (missing ids are absent from the result)."""
+
+    @abstractmethod
+    def count(self) -> int:
+        """Number of chunks stored."""
+
+    @abstractmethod
+    def read_records(self) -> dict[str, dict[str, Any]]:
+        """Every catalog record by key."""
+
+    @abstractmethod
+    def write_records(self, records: dict[str, dict[str, Any]]) -> None:
+        """Create or overwrite catalog records; durable when this returns."""
+
+    @abstractmethod
+    def delete_records(self, keys: Sequence[str]) -> None:
+        """Delete catalog records by key."""
+
+    @abstractmethod
+    def drop(self) -> None:
+        """Remove the collection, its chunks and its catalog."""
+
+    def flush(self) -> None:  # noqa: B027 - a no-op for stores that write through
+        """Make written chunks durable (stores that write through need nothing)."""
+
+    def close(self) -> None:  # noqa: B027 - a no-op for stores without connections
+        """Release clients and files."""
+
+    def query(
+        self, embedding: Sequence[float], top_k: int, filters: MetadataFilters | None = None
+    ) -> list[NodeWithScore]:
+        """Top-k chunks by cosine similarity."""
+        result = self.vector_store.query(
+            VectorStoreQuery(
+                query_embedding=list(embedding), similarity_top_k=top_k, filters=filters
+            )
+        )
+        return [
+            NodeWithScore(node=node, score=float(score))
+            for node, score in zip(result.nodes or [], result.similarities or [], strict=True)
+        ]
+
+    # The catalog: documents and the manifest, stored as records.
+
+    def documents(self) -> dict[str, DocRecord]:
+        records = self.read_records()
+        records.pop(MANIFEST_KEY, None)
+        return {r["doc_id"]: DocRecord(**r) for r in records.values()}
+
+    def put_documents(self, docs: Iterable[DocRecord]) -> None:
+        records = {d.key: asdict(d) for d in docs}
+        if records:
+            self.write_records(records)
+
+    def remove_documents(self, doc_ids: Iterable[str]) -> None:
+        keys = [doc_key(d) for d in doc_ids]
+        if keys:
+            self.delete_records(keys)
+
+    def manifest(self) -> dict[str, Any] | None:
+        return self.read_records().get(MANIFEST_KEY)
+
+    def check_embedding(self, model_id: str, dimension: int) -> None:
+        """Refuse a model other than the one that built this store, before anything is written."""
+        manifest = self.manifest()
+        if manifest is None:
+            return
+        if (manifest["embed_model"], manifest["dimension"]) != (model_id, dimension):
+            raise EmbeddingMismatchError(
+                f"The {self.name} store at {self.location} was built with embedding model "
+                f"{manifest['embed_model']!r} (dimension {manifest['dimension']}), but "
+                f"RAG_EMBED_MODEL gives {model_id!r} (dimension {dimension}). Set "
+                f"RAG_EMBED_MODEL back, or use another RAG_COLLECTION (or delete this one "
+                f"with `rag-app docs delete --all`) to build with the new model."
+            )
+
+    def record_embedding(self, model_id: str, dimension: int) -> None:
+        if self.manifest() is None:
+            self.write_records(
+                {MANIFEST_KEY: {"embed_model": model_id, "dimension": dimension}}
+            )
+
+
+def encode_record(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, sort_keys=True)

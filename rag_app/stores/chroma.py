@@ -1,0 +1,200 @@
+"""Chroma: the embedded persistent client by default, a Chroma server when CHROMA_HOST is set.
+
+`FixedChromaVectorStore` repairs llama-index-vector-stores-chroma 0.6 where it breaks the
+contract every backend keeps (each fix is covered by the conformance suite):
+- `add` used `collection.add`, which keeps the old text when an id exists: we `upsert`;
+- batches were a hard-coded 41665 while chromadb reports `get_max_batch_size()` (5461 in 1.5);
+- `clear()` and `delete_nodes(filters=...)` raised on an empty collection;
+- scores were `exp(-distance)`; with the cosine space we return `1 - distance`, the cosine
+  similarity that memory and Pinecone return.
+The catalog lives in a side collection `<collection>__catalog` on the same client.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import chromadb
+from llama_index.core.schema import BaseNode, MetadataMode, TextNode
+from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryResult
+from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
+from llama_index.vector_stores.chroma import ChromaVectorStore
+
+from rag_app.errors import ConfigError, RagAppError
+from rag_app.settings import Settings
+from rag_app.stores.base import Backend, batched
+
+CATALOG_SUFFIX = "__catalog"
+
+
+class FixedChromaVectorStore(ChromaVectorStore):
+    """ChromaVectorStore with overwrite-on-add, real batch limits and cosine scores."""
+
+    def add(self, nodes: list[BaseNode], **add_kwargs: Any) -> list[str]:
+        batch = self._collection._client.get_max_batch_size()
+        for part in batched(nodes, batch):
+            self._collection.upsert(
+                ids=[n.node_id for n in part],
+                embeddings=[n.get_embedding() for n in part],
+                metadatas=[_chroma_metadata(n) for n in part],
+                documents=[n.get_content(metadata_mode=MetadataMode.NONE) for n in part],
+            )
+        return [n.node_id for n in nodes]
+
+    def delete_nodes(self, node_ids: list[str] | None = None, filters: Any = None) -> None:
+        if self._collection.count() == 0:
+            return
+        super().delete_nodes(node_ids=node_ids, filters=filters)
+
+    def clear(self) -> None:
+        batch = self._collection._client.get_max_batch_size()
+        while ids := self._collection.get(limit=batch, include=[])["ids"]:
+            self._collection.delete(ids=ids)
+
+    def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        if self._collection.count() == 0:
+            return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
+        result = super().query(query, **kwargs)
+        if query.query_embedding is None or result.similarities is None:
+            return result
+        # The parent returns exp(-distance); in the cosine space distance = 1 - cosine.
+        cosines = [1.0 + math.log(s) if s > 0 else -1.0 for s in result.similarities]
+        return VectorStoreQueryResult(nodes=result.nodes, similarities=cosines, ids=result.ids)
+
+
+def _chroma_metadata(node: BaseNode) -> dict[str, Any]:
+    metadata = node_to_metadata_dict(node, remove_text=True, flat_metadata=False)
+    return {k: v for k, v in metadata.items() if v is not None}
+
+
+class ChromaBackend(Backend):
+    name = "chroma"
+
+    def __init__(self, settings: Settings, collection: str) -> None:
+        self.settings = settings
+        self.client = _client(settings)
+        self.location = _location(settings)
+        self.collection_name = collection
+        self.collection = self._open_collection(collection)
+        self.catalog = self.client.get_or_create_collection(
+            collection + CATALOG_SUFFIX, embedding_function=None
+        )
+        self.vector_store = FixedChromaVectorStore(chroma_collection=self.collection)
+
+    @classmethod
+    def open(cls, settings: Settings, collection: str, dimension: Callable[[], int]) -> Backend:
+        return cls(settings, collection)
+
+    @classmethod
+    def unavailable_reason(cls, settings: Settings) -> str | None:
+        if not settings.chroma_host:
+            return None
+        try:
+            _client(settings)
+        except RagAppError as exc:
+            return str(exc)
+        return None
+
+    def _open_collection(self, name: str) -> Any:
+        hnsw = {
+            "space": "cosine",
+            "max_neighbors": self.settings.hnsw_m,
+            "ef_construction": self.settings.hnsw_ef_construction,
+            "ef_search": self.settings.hnsw_ef_search,
+        }
+        collection = self.client.get_or_create_collection(
+            name, configuration={"hnsw": hnsw}, embedding_function=None
+        )
+        current = (collection.configuration or {}).get("hnsw") or {}
+        self._check_fixed_hnsw(name, current, hnsw)
+        if current.get("ef_search") != hnsw["ef_search"]:
+            collection.modify(configuration={"hnsw": {"ef_search": hnsw["ef_search"]}})
+        return collection
+
+    def _check_fixed_hnsw(self, name: str, current: dict, wanted: dict) -> None:
+        for key, variable in (
+            ("space", None),
+            ("max_neighbors", "RAG_HNSW_M"),
+            ("ef_construction", "RAG_HNSW_EF_CONSTRUCTION"),
+        ):
+            if current.get(key) not in (None, wanted[key]):
+                fix = (
+                    f"set {variable}={current[key]} to use it"
+                    if variable
+                    else "it was not created by rag-app"
+                )
+                raise ConfigError(
+                    f"Chroma collection {name!r} was created with hnsw {key}={current[key]}, "
+                    f"and Chroma cannot change it after creation ({fix}; or choose another "
+                    f"RAG_COLLECTION to build one with {key}={wanted[key]}). Only "
+                    f"RAG_HNSW_EF_SEARCH can change on an existing collection."
+                )
+
+    def upsert(self, nodes: Sequence[TextNode]) -> None:
+        self.vector_store.add(list(nodes))
+
+    def delete_chunks(self, ids: Sequence[str]) -> None:
+        for part in batched(list(ids), self.client.get_max_batch_size()):
+            self.collection.delete(ids=list(part))
+
+    def fetch_nodes(self, ids: Sequence[str]) -> dict[str, TextNode]:
+        nodes: dict[str, TextNode] = {}
+        for part in batched(list(ids), self.client.get_max_batch_size()):
+            got = self.collection.get(ids=list(part), include=["documents", "metadatas"])
+            for node_id, text, metadata in zip(
+                got["ids"], got["documents"], got["metadatas"], strict=True
+            ):
+                nodes[node_id] = metadata_dict_to_node(metadata, text=text)
+        return nodes
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def read_records(self) -> dict[str, dict[str, Any]]:
+        got = self.catalog.get(include=["documents"])
+        return {k: json.loads(d) for k, d in zip(got["ids"], got["documents"], strict=True)}
+
+    def write_records(self, records: dict[str, dict[str, Any]]) -> None:
+        for part in batched(list(records.items()), self.client.get_max_batch_size()):
+            self.catalog.upsert(
+                ids=[k for k, _ in part],
+                documents=[json.dumps(v, ensure_ascii=False) for _, v in part],
+                embeddings=[[1.0] for _ in part],
+            )
+
+    def delete_records(self, keys: Sequence[str]) -> None:
+        if keys:
+            self.catalog.delete(ids=list(keys))
+
+    def drop(self) -> None:
+        for name in (self.collection_name, self.collection_name + CATALOG_SUFFIX):
+            try:
+                self.client.delete_collection(name)
+            except Exception as exc:  # chromadb raises NotFoundError or ValueError by version
+                if "does not exist" not in str(exc).lower():
+                    raise
+
+
+def _client(settings: Settings) -> Any:
+    if settings.chroma_host:
+        try:
+            client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port)
+            client.heartbeat()
+        except Exception as exc:
+            raise RagAppError(
+                f"Cannot reach the Chroma server at {_location(settings)} ({exc}). Start it "
+                "with `chroma run --path DIR --port PORT`, fix CHROMA_HOST / CHROMA_PORT, or "
+                "unset CHROMA_HOST to use embedded Chroma."
+            ) from None
+        return client
+    settings.resolved_chroma_path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.resolved_chroma_path))
+
+
+def _location(settings: Settings) -> str:
+    if settings.chroma_host:
+        return f"http://{settings.chroma_host}:{settings.chroma_port}"
+    return str(settings.resolved_chroma_path)

@@ -1,0 +1,110 @@
+"""The default backend: an in-process vector store persisted under RAG_DATA_DIR.
+
+Chunks live in `MemoryVectorStore` (a float32 matrix, exact or HNSW search); the catalog is a
+JSON file beside it. Both are written atomically (temp file + rename), so a process killed at
+any moment leaves the last complete state, and a second process sees what the first flushed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from llama_index.core.schema import TextNode
+
+from rag_app.settings import Settings
+from rag_app.stores.base import Backend
+from rag_app.stores.memory_vector_store import MemoryVectorStore
+
+
+class MemoryBackend(Backend):
+    name = "memory"
+    writes_through = False
+
+    def __init__(self, settings: Settings, collection: str) -> None:
+        self.directory = settings.data_dir / "memory" / collection
+        self.location = str(self.directory)
+        self._records_path = self.directory / "catalog.json"
+        self._store_dir = self.directory / "vectors"
+        options = {
+            "index": settings.memory_index,
+            "hnsw_m": settings.hnsw_m,
+            "hnsw_ef_construction": settings.hnsw_ef_construction,
+            "hnsw_ef_search": settings.hnsw_ef_search,
+        }
+        if MemoryVectorStore.exists(self._store_dir):
+            self.vector_store = MemoryVectorStore.load(self._store_dir, **options)
+        else:
+            self.vector_store = MemoryVectorStore(**options)
+        self._records = self._load_records()
+        self._dirty = False
+
+    @classmethod
+    def open(cls, settings: Settings, collection: str, dimension: Callable[[], int]) -> Backend:
+        return cls(settings, collection)
+
+    def _load_records(self) -> dict[str, dict[str, Any]]:
+        if not self._records_path.exists():
+            return {}
+        return json.loads(self._records_path.read_text(encoding="utf-8"))
+
+    def upsert(self, nodes: Sequence[TextNode]) -> None:
+        self.vector_store.add(list(nodes))
+        self._dirty = True
+
+    def delete_chunks(self, ids: Sequence[str]) -> None:
+        if ids:
+            self.vector_store.delete_nodes(node_ids=list(ids))
+            self._dirty = True
+
+    def fetch_nodes(self, ids: Sequence[str]) -> dict[str, TextNode]:
+        return {n.node_id: n for n in self.vector_store.get_nodes(list(ids)) if ids}
+
+    def count(self) -> int:
+        return len(self.vector_store)
+
+    def flush(self) -> None:
+        if self._dirty:
+            self.vector_store.persist(self._store_dir)
+            self._dirty = False
+
+    def read_records(self) -> dict[str, dict[str, Any]]:
+        return {k: dict(v) for k, v in self._records.items()}
+
+    def write_records(self, records: dict[str, dict[str, Any]]) -> None:
+        self._records.update(records)
+        self._save_records()
+
+    def delete_records(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self._records.pop(key, None)
+        self._save_records()
+
+    def _save_records(self) -> None:
+        write_atomically(self._records_path, json.dumps(self._records, ensure_ascii=False))
+
+    def drop(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self.vector_store.clear()
+        self._records = {}
+        self._dirty = False
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` so a reader sees the old or the new file, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

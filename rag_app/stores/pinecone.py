@@ -1,0 +1,226 @@
+"""Pinecone through the official SDK and LlamaIndex's PineconeVectorStore.
+
+Real Pinecone serverless with PINECONE_API_KEY; a local Pinecone-compatible server
+(`rag-app pinecone-local`) with PINECONE_HOST. The index is created when missing (dimension
+from the embedding model, cosine metric, serverless spec from PINECONE_CLOUD / PINECONE_REGION).
+The data-plane client is built with an explicit `http://` host for a local server, because the
+SDK rewrites described hosts to https.
+
+`FixedPineconeVectorStore` repairs llama-index-vector-stores-pinecone 0.9 where it breaks the
+contract every backend keeps (each fix is covered by the conformance suite):
+- `add` stored ids as `ref_doc_id#node_id` while `delete_nodes` and `get_nodes` use the bare
+  node id, so deleting chunks by id deleted nothing: we store the node id as is;
+- `delete(ref_doc_id)` fell back to listing ids by a bare prefix, so deleting `doc1` also
+  deleted `doc10#...`: we delete by an exact metadata filter on `ref_doc_id`;
+- `namespace=None` was sent as JSON null: we always send a string ("" is the default namespace);
+- upserts are split by Pinecone's request limits (1000 vectors, 2 MB), not a fixed count.
+The catalog is a side namespace `<namespace>__catalog` of the same index.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from llama_index.core.schema import BaseNode, TextNode
+from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
+from llama_index.vector_stores.pinecone import PineconeVectorStore
+from pinecone import Pinecone, ServerlessSpec
+from pinecone.errors.exceptions import PineconeException
+
+from rag_app.errors import ConfigError, RagAppError
+from rag_app.settings import Settings
+from rag_app.stores.base import Backend, batched
+
+CATALOG_SUFFIX = "__catalog"
+MAX_UPSERT_VECTORS = 1000
+MAX_UPSERT_BYTES = 2 * 1024 * 1024
+#: Headroom under MAX_UPSERT_BYTES for the JSON around each vector.
+REQUEST_OVERHEAD = 64 * 1024
+FETCH_BATCH = 100
+
+
+class FixedPineconeVectorStore(PineconeVectorStore):
+    """PineconeVectorStore with bare node ids, exact document deletes and size-aware batches."""
+
+    def add(self, nodes: list[BaseNode], **add_kwargs: Any) -> list[str]:
+        entries = [_entry(n, self.flat_metadata) for n in nodes]
+        for part in split_upserts(entries):
+            self._pinecone_index.upsert(
+                vectors=part, namespace=self.namespace or "", show_progress=False
+            )
+        return [n.node_id for n in nodes]
+
+    def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        self._pinecone_index.delete(
+            filter={"ref_doc_id": {"$eq": ref_doc_id}}, namespace=self.namespace or ""
+        )
+
+
+def _entry(node: BaseNode, flat_metadata: bool) -> dict[str, Any]:
+    metadata = node_to_metadata_dict(node, remove_text=False, flat_metadata=flat_metadata)
+    return {
+        "id": node.node_id,
+        "values": node.get_embedding(),
+        "metadata": {k: v for k, v in metadata.items() if v is not None},
+    }
+
+
+def split_upserts(entries: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive groups within Pinecone's per-request vector and byte limits."""
+    group: list[dict[str, Any]] = []
+    size = 0
+    for entry in entries:
+        entry_size = len(json.dumps(entry, ensure_ascii=False).encode("utf-8"))
+        if group and (
+            len(group) >= MAX_UPSERT_VECTORS
+            or size + entry_size > MAX_UPSERT_BYTES - REQUEST_OVERHEAD
+        ):
+            yield group
+            group, size = [], 0
+        group.append(entry)
+        size += entry_size
+    if group:
+        yield group
+
+
+class PineconeBackend(Backend):
+    name = "pinecone"
+
+    def __init__(self, settings: Settings, collection: str, dimension: int) -> None:
+        self.client = _client(settings)
+        self.index_name = settings.pinecone_index
+        self.namespace = (
+            settings.pinecone_namespace
+            if settings.pinecone_namespace and collection == settings.collection
+            else collection
+        )
+        self.catalog_namespace = self.namespace + CATALOG_SUFFIX
+        self.location = (
+            f"{settings.pinecone_host or 'Pinecone'} index {self.index_name!r} "
+            f"namespace {self.namespace!r}"
+        )
+        self.index = self._open_index(settings, dimension)
+        self.dimension = dimension
+        self.vector_store = FixedPineconeVectorStore(
+            pinecone_index=self.index, namespace=self.namespace
+        )
+
+    @classmethod
+    def open(cls, settings: Settings, collection: str, dimension: Callable[[], int]) -> Backend:
+        return cls(settings, collection, dimension())
+
+    @classmethod
+    def unavailable_reason(cls, settings: Settings) -> str | None:
+        try:
+            _client(settings).list_indexes()
+        except RagAppError as exc:
+            return str(exc)
+        except Exception as exc:  # any SDK or network failure makes the store unusable
+            return f"cannot reach {settings.pinecone_host or 'Pinecone'}: {exc}"
+        return None
+
+    def _open_index(self, settings: Settings, dimension: int) -> Any:
+        try:
+            if not self.client.has_index(self.index_name):
+                self.client.create_index(
+                    name=self.index_name,
+                    dimension=dimension,
+                    metric="cosine",
+                    spec=ServerlessSpec(
+                        cloud=settings.pinecone_cloud, region=settings.pinecone_region
+                    ),
+                )
+            description = self.client.describe_index(self.index_name)
+        except PineconeException as exc:
+            raise RagAppError(
+                f"Pinecone refused to open index {self.index_name!r}: {exc}. Check "
+                "PINECONE_API_KEY, PINECONE_INDEX, PINECONE_CLOUD and PINECONE_REGION."
+            ) from None
+        if description.dimension != dimension:
+            raise ConfigError(
+                f"Pinecone index {self.index_name!r} has dimension {description.dimension}, "
+                f"but the embedding model gives {dimension}. Set PINECONE_INDEX to another "
+                "index (it is created for you), or use the embedding model that built it."
+            )
+        if settings.pinecone_host:
+            return self.client.Index(host=_http_url(description.host))
+        return self.client.Index(host=description.host)
+
+    def upsert(self, nodes: Sequence[TextNode]) -> None:
+        self.vector_store.add(list(nodes))
+
+    def delete_chunks(self, ids: Sequence[str]) -> None:
+        for part in batched(list(ids), MAX_UPSERT_VECTORS):
+            self.index.delete(ids=list(part), namespace=self.namespace)
+
+    def fetch_nodes(self, ids: Sequence[str]) -> dict[str, TextNode]:
+        return {
+            vector_id: metadata_dict_to_node(metadata)
+            for vector_id, metadata in self._fetch(self.namespace, ids)
+        }
+
+    def _fetch(self, namespace: str, ids: Sequence[str]) -> Iterator[tuple[str, dict]]:
+        for part in batched(list(ids), FETCH_BATCH):
+            response = self.index.fetch(ids=list(part), namespace=namespace)
+            for vector_id, vector in response.vectors.items():
+                yield vector_id, dict(vector.metadata or {})
+
+    def count(self) -> int:
+        stats = self.index.describe_index_stats()
+        namespace = stats.namespaces.get(self.namespace)
+        return int(namespace.vector_count) if namespace else 0
+
+    def _list_ids(self, namespace: str) -> list[str]:
+        ids: list[str] = []
+        for page in self.index.list(namespace=namespace):
+            ids.extend(entry if isinstance(entry, str) else entry.id for entry in page)
+        return ids
+
+    def read_records(self) -> dict[str, dict[str, Any]]:
+        ids = self._list_ids(self.catalog_namespace)
+        return {
+            vector_id: json.loads(metadata["record"])
+            for vector_id, metadata in self._fetch(self.catalog_namespace, ids)
+        }
+
+    def write_records(self, records: dict[str, dict[str, Any]]) -> None:
+        unit = [1.0] + [0.0] * (self.dimension - 1)
+        entries = [
+            {"id": key, "values": unit, "metadata": {"record": json.dumps(v, ensure_ascii=False)}}
+            for key, v in records.items()
+        ]
+        for part in split_upserts(entries):
+            self.index.upsert(vectors=part, namespace=self.catalog_namespace, show_progress=False)
+
+    def delete_records(self, keys: Sequence[str]) -> None:
+        for part in batched(list(keys), MAX_UPSERT_VECTORS):
+            self.index.delete(ids=list(part), namespace=self.catalog_namespace)
+
+    def drop(self) -> None:
+        for namespace in (self.namespace, self.catalog_namespace):
+            if self._list_ids(namespace):
+                self.index.delete(delete_all=True, namespace=namespace)
+
+
+def _client(settings: Settings) -> Pinecone:
+    from pinecone import RetryConfig
+
+    if settings.pinecone_api_key is None and not settings.pinecone_host:
+        raise ConfigError(
+            "RAG_VECTOR_STORE=pinecone needs PINECONE_API_KEY (Pinecone serverless), or "
+            "PINECONE_HOST pointing at a local server started with "
+            "`rag-app pinecone-local --port 5080` (PINECONE_HOST=http://127.0.0.1:5080)."
+        )
+    api_key = settings.pinecone_api_key.get_secret_value() if settings.pinecone_api_key else ""
+    return Pinecone(
+        api_key=api_key or "pclocal",
+        host=_http_url(settings.pinecone_host) if settings.pinecone_host else None,
+        retry_config=RetryConfig(max_retries=8, backoff_factor=0.05, max_wait=4.0),
+        timeout=30.0,
+    )
+
+
+def _http_url(host: str) -> str:
+    return host if host.startswith(("http://", "https://")) else f"http://{host}"
