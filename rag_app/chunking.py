@@ -1,0 +1,56 @@
+"""Split documents into chunks that fit the embedding model, keeping character offsets.
+
+LlamaIndex's SentenceSplitter does the splitting (sentences first, then sub-sentence pieces for
+long sentences), counting tokens with the embedding model's own tokenizer, so a chunk is never
+longer than what the model embeds (all-MiniLM-L6-v2 reads 256 word pieces and silently drops
+the rest). Each chunk keeps its start and end character offsets in its document.
+"""
+
+from __future__ import annotations
+
+from llama_index.core import Document
+from llama_index.core.node_parser import SentenceSplitter
+from llama_index.core.schema import TextNode
+
+#: Room for the model's special tokens ([CLS], [SEP], ...).
+SPECIAL_TOKENS = 6
+MAX_DEFAULT_CHUNK_TOKENS = 512
+
+
+def default_chunk_size(model_max_tokens: int) -> int:
+    return min(model_max_tokens - SPECIAL_TOKENS, MAX_DEFAULT_CHUNK_TOKENS)
+
+
+class Chunker:
+    """Chunks of at most `chunk_size` tokens with `chunk_overlap` tokens of overlap."""
+
+    def __init__(self, chunk_size: int, chunk_overlap: int, tokenize) -> None:
+        if chunk_overlap >= chunk_size:
+            from rag_app.errors import ConfigError
+
+            raise ConfigError(
+                f"RAG_CHUNK_OVERLAP={chunk_overlap} must be smaller than the chunk size "
+                f"{chunk_size} (RAG_CHUNK_SIZE)."
+            )
+        self.chunk_size = chunk_size
+        self._splitter = SentenceSplitter(
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+            tokenizer=tokenize,
+            paragraph_separator="\n\n",
+            include_metadata=False,
+            include_prev_next_rel=False,
+        )
+
+    def split(self, document: Document) -> list[TextNode]:
+        """Chunks of one document with `start_char_idx` / `end_char_idx` set."""
+        plain = Document(id_=document.doc_id, text=document.text)
+        nodes = self._splitter.get_nodes_from_documents([plain])
+        cursor = 0
+        for node in nodes:
+            if node.start_char_idx is None or node.end_char_idx is None:
+                start = document.text.find(node.text, cursor)
+                node.start_char_idx = max(start, 0)
+                node.end_char_idx = node.start_char_idx + len(node.text)
+            cursor = node.start_char_idx
+        return nodes

@@ -1,0 +1,292 @@
+"""The one ingestion path every backend shares.
+
+Per document: a content hash decides whether anything changed (unchanged documents cost
+nothing: no chunking, no embedding, no write). Changed documents are chunked, embedded (through
+the embedding cache) and written with stable chunk ids, `<doc key>:<position>`, so writing the
+same document twice overwrites instead of duplicating.
+
+Crash safety (Ctrl-C, kill -9, a server dying) comes from the order of writes:
+1. a *pending* catalog record, whose chunk count covers both the old and the new version;
+2. the chunks (upsert), then deletion of the old version's surplus chunks;
+3. the final record, written only after the store made the chunks durable.
+A re-run treats a pending document as changed and redoes 2-3, which overwrites what was
+written and deletes what is stale: the store ends with exactly the new chunks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from llama_index.core import Document
+from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+from llama_index.core.vector_stores.utils import node_to_metadata_dict
+from tqdm.auto import tqdm
+
+from rag_app.chunking import Chunker
+from rag_app.embeddings import Embedder
+from rag_app.loaders import LoadProblem
+from rag_app.stores.base import Backend, DocRecord, chunk_ids
+
+#: Pinecone's metadata limit per record; enforced for every backend so they all behave alike.
+MAX_RECORD_METADATA_BYTES = 40 * 1024
+#: Chunks embedded and written per step; bounded memory, frequent progress.
+GROUP_CHUNKS = 512
+#: Stores that do not write through (memory) are made durable at least this often.
+CHECKPOINT_SECONDS = 30.0
+PROGRESS_MIN_CHUNKS = 200
+
+
+class ChangeListener(Protocol):
+    """Told about every chunk written or deleted (the keyword index keeps itself in sync)."""
+
+    def chunks_written(self, ids: Sequence[str], texts: Sequence[str]) -> None: ...
+
+    def chunks_deleted(self, ids: Sequence[str]) -> None: ...
+
+
+@dataclass
+class IngestReport:
+    added: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[LoadProblem] = field(default_factory=list)
+    chunks_written: int = 0
+    chunks_deleted: int = 0
+    texts_embedded: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.skipped
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.added)} added, {len(self.replaced)} replaced, "
+            f"{len(self.unchanged)} unchanged, {len(self.skipped)} skipped; "
+            f"{self.chunks_written} chunks written, {self.texts_embedded} texts embedded "
+            f"in {self.seconds:.1f} s"
+        )
+
+
+@dataclass
+class _Pending:
+    document: Document
+    record: DocRecord
+    nodes: list[TextNode]
+    old_chunks: int
+
+
+class Ingestor:
+    """Writes documents into one backend with one embedder and one chunker."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        embedder: Embedder,
+        chunker: Chunker,
+        listeners: Sequence[ChangeListener] = (),
+    ) -> None:
+        self.backend = backend
+        self.embedder = embedder
+        self.chunker = chunker
+        self.listeners = list(listeners)
+
+    def ingest(
+        self,
+        documents: Iterable[Document],
+        problems: Sequence[LoadProblem] = (),
+        show_progress: bool = False,
+    ) -> IngestReport:
+        started = time.perf_counter()
+        report = IngestReport(skipped=list(problems))
+        embedded_before = self.embedder.texts_embedded
+        self.backend.check_embedding(self.embedder.model_id, self.embedder.dimension)
+        catalog = self.backend.documents()
+        work = self._plan(_unique(documents, report), catalog, report)
+        if work:
+            self.backend.record_embedding(self.embedder.model_id, self.embedder.dimension)
+            self._write(work, report, show_progress)
+        report.texts_embedded = self.embedder.texts_embedded - embedded_before
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _plan(
+        self, documents: list[Document], catalog: dict[str, DocRecord], report: IngestReport
+    ) -> list[_Pending]:
+        work = []
+        for document in documents:
+            digest = self.content_hash(document)
+            old = catalog.get(document.doc_id)
+            if old is not None and old.complete and old.content_hash == digest:
+                report.unchanged.append(document.doc_id)
+                continue
+            nodes = self._nodes(document)
+            too_big = _oversized(nodes)
+            if too_big:
+                report.skipped.append(LoadProblem(document.doc_id, too_big))
+                continue
+            (report.replaced if old else report.added).append(document.doc_id)
+            record = DocRecord(
+                document.doc_id, digest, len(nodes), str(document.metadata.get("source", ""))
+            )
+            work.append(_Pending(document, record, nodes, old.n_chunks if old else 0))
+        return work
+
+    def content_hash(self, document: Document) -> str:
+        """Changes with the text, the metadata, the chunking and the embedding model."""
+        payload = json.dumps(
+            [document.text, document.metadata, self.chunker.chunk_size, self.embedder.model_id],
+            ensure_ascii=False,
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    def _nodes(self, document: Document) -> list[TextNode]:
+        chunks = self.chunker.split(document)
+        ids = chunk_ids(document.doc_id, len(chunks))
+        metadata = flatten_metadata(document.metadata)
+        nodes = []
+        for index, (chunk, chunk_id) in enumerate(zip(chunks, ids, strict=True)):
+            node = TextNode(
+                id_=chunk_id,
+                text=chunk.text,
+                start_char_idx=chunk.start_char_idx,
+                end_char_idx=chunk.end_char_idx,
+                metadata={**metadata, "doc_id": document.doc_id, "chunk_index": index},
+                excluded_embed_metadata_keys=list(metadata) + ["doc_id", "chunk_index"],
+                excluded_llm_metadata_keys=list(metadata) + ["doc_id", "chunk_index"],
+            )
+            node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(
+                node_id=document.doc_id
+            )
+            nodes.append(node)
+        return nodes
+
+    def _write(self, work: list[_Pending], report: IngestReport, show_progress: bool) -> None:
+        total = sum(len(p.nodes) for p in work)
+        bar = tqdm(
+            total=total,
+            unit="chunk",
+            desc="ingest",
+            disable=not show_progress or total < PROGRESS_MIN_CHUNKS,
+        )
+        unfinished: list[_Pending] = []
+        last_checkpoint = time.monotonic()
+        with bar:
+            for group in _groups(work, GROUP_CHUNKS):
+                self._write_group(group, report)
+                unfinished.extend(group)
+                bar.update(sum(len(p.nodes) for p in group))
+                due = time.monotonic() - last_checkpoint > CHECKPOINT_SECONDS
+                if self.backend.writes_through or due:
+                    self._checkpoint(unfinished)
+                    last_checkpoint = time.monotonic()
+            self._checkpoint(unfinished)
+
+    def _write_group(self, group: list[_Pending], report: IngestReport) -> None:
+        nodes = [n for p in group for n in p.nodes]
+        vectors = self.embedder.embed_texts([n.get_content() for n in nodes])
+        for node, vector in zip(nodes, vectors, strict=True):
+            node.embedding = vector.tolist()
+        self.backend.put_documents(
+            DocRecord(
+                p.record.doc_id,
+                p.record.content_hash,
+                max(p.record.n_chunks, p.old_chunks),
+                p.record.source,
+                complete=False,
+            )
+            for p in group
+        )
+        self.backend.upsert(nodes)
+        stale = [
+            i for p in group for i in chunk_ids(p.record.doc_id, p.old_chunks, len(p.nodes))
+        ]
+        self.backend.delete_chunks(stale)
+        for listener in self.listeners:
+            listener.chunks_written([n.node_id for n in nodes], [n.get_content() for n in nodes])
+            listener.chunks_deleted(stale)
+        report.chunks_written += len(nodes)
+        report.chunks_deleted += len(stale)
+
+    def _checkpoint(self, unfinished: list[_Pending]) -> None:
+        self.backend.flush()
+        self.backend.put_documents(p.record for p in unfinished)
+        unfinished.clear()
+
+    def delete(self, doc_ids: Sequence[str]) -> list[str]:
+        """Delete documents and their chunks; returns the ids that were not found."""
+        catalog = self.backend.documents()
+        missing = [d for d in doc_ids if d not in catalog]
+        found = [catalog[d] for d in doc_ids if d in catalog]
+        ids = [i for record in found for i in record.chunk_ids()]
+        self.backend.delete_chunks(ids)
+        self.backend.flush()
+        for listener in self.listeners:
+            listener.chunks_deleted(ids)
+        self.backend.remove_documents(r.doc_id for r in found)
+        return missing
+
+
+def _unique(documents: Iterable[Document], report: IngestReport) -> list[Document]:
+    seen: dict[str, Document] = {}
+    for document in documents:
+        if document.doc_id in seen:
+            report.skipped.append(
+                LoadProblem(document.doc_id, "duplicate document id in one ingest; kept the first")
+            )
+            continue
+        seen[document.doc_id] = document
+    return list(seen.values())
+
+
+def _groups(work: list[_Pending], size: int) -> list[list[_Pending]]:
+    groups: list[list[_Pending]] = [[]]
+    count = 0
+    for pending in work:
+        if groups[-1] and count + len(pending.nodes) > size:
+            groups.append([])
+            count = 0
+        groups[-1].append(pending)
+        count += len(pending.nodes)
+    return [g for g in groups if g]
+
+
+def _oversized(nodes: list[TextNode]) -> str | None:
+    for node in nodes:
+        size = len(json.dumps(node_to_metadata_dict(node), ensure_ascii=False).encode("utf-8"))
+        if size > MAX_RECORD_METADATA_BYTES:
+            return (
+                f"chunk metadata is {size} bytes, over the {MAX_RECORD_METADATA_BYTES}-byte "
+                "per-record limit (Pinecone's, applied to every store); shorten the document's "
+                "metadata"
+            )
+    return None
+
+
+def flatten_metadata(metadata: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """One documented shape for every store.
+
+    None values are dropped; nested dicts become dotted keys (`a.b`); lists become lists of
+    strings; strings, numbers and booleans (Korean text included) are kept as they are.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in metadata.items():
+        name = f"{prefix}{key}"
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            flat.update(flatten_metadata(value, f"{name}."))
+        elif isinstance(value, list | tuple | set):
+            flat[name] = [str(v) for v in value if v is not None]
+        elif isinstance(value, str | int | float | bool):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat
