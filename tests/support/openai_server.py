@@ -1,0 +1,486 @@
+"""A small OpenAI-compatible HTTP server, so tests exercise the real OpenAI clients over HTTP.
+
+OpenAI itself is unreachable from the test machine, and mocking the client would hide exactly
+the bugs we care about (wrong base URL, missing key, retries, streaming parsing). This server
+speaks the wire format of `/v1/models`, `/v1/embeddings` and `/v1/chat/completions` and answers
+deterministically:
+
+* embeddings are a signed hashed bag of lowercase words, L2-normalised, so texts that share
+  words are similar and unrelated texts are not;
+* chat answers are `ECHO: <start of the last user message>`, so a test can see which prompt
+  (question plus retrieved context) reached the model.
+
+Every `/v1` request is appended to a JSONL log (`--log`) before it is answered, with the
+Authorization value replaced by a presence flag. `--fail-first N` answers the first N `/v1`
+requests with 429 (or `--fail-status`), to test client retries.
+
+It uses only the standard library so it runs as a plain script
+(`python tests/support/openai_server.py --port N`) or as `python -m tests.support.openai_server`.
+`running_openai_server()` starts it as a subprocess for the duration of a `with` block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import hashlib
+import itertools
+import json
+import math
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import IO, Any
+
+WORD = re.compile(r"[a-z0-9]+")
+STREAM_PIECE = re.compile(r"\S+\s*|\s+")
+BEARER = re.compile(r"Bearer\s+\S+")
+MODELS = ("gpt-4o-mini", "text-embedding-3-small", "text-embedding-3-large")
+RETRY_AFTER_MS = "20"
+FAULTS = {
+    429: ("Rate limit reached (injected by the test server).", "requests", "rate_limit_exceeded"),
+    500: ("Internal error (injected by the test server).", "server_error", "internal_error"),
+    503: ("Service unavailable (injected by the test server).", "server_error", "overloaded"),
+}
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Behaviour switches of the server (all reachable from the command line)."""
+
+    dim: int = 64
+    log_path: Path | None = None
+    fail_first: int = 0
+    fail_status: int = 429
+    echo_chars: int = 200
+
+
+@dataclass
+class Reply:
+    """A response decided before anything is written, so it can be logged first."""
+
+    status: int
+    body: dict[str, Any] | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ApiError(Exception):
+    """An error answered with OpenAI's `{"error": {...}}` body shape."""
+
+    def __init__(self, status: int, message: str, kind: str, code: str) -> None:
+        super().__init__(message)
+        self.reply = Reply(status, {"error": {"message": message, "type": kind, "code": code}})
+
+
+def embed(text: str, dim: int) -> list[float]:
+    """Signed feature hashing of lowercase words; an empty text maps to the first unit vector."""
+    vector = [0.0] * dim
+    for word in WORD.findall(text.lower()):
+        digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+        vector[int.from_bytes(digest[:4], "little") % dim] += 1.0 if digest[4] & 1 else -1.0
+    norm = math.sqrt(sum(value * value for value in vector))
+    if norm == 0.0:
+        return [1.0] + [0.0] * (dim - 1)
+    return [value / norm for value in vector]
+
+
+def encode_embedding(vector: list[float], encoding_format: str) -> list[float] | str:
+    """Floats as JSON, or little-endian float32 in base64 (the openai client's default)."""
+    if encoding_format == "base64":
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+    return vector
+
+
+def input_texts(raw: Any) -> list[str]:
+    """Normalise `input` (string, list of strings, token array or list of token arrays)."""
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, list) and raw and all(isinstance(item, int) for item in raw):
+        return [tokens_text(raw)]
+    if isinstance(raw, list) and raw and all(isinstance(item, str | list) for item in raw):
+        return [item if isinstance(item, str) else tokens_text(item) for item in raw]
+    raise ApiError(
+        400, "'input' must be a non-empty string or list.", "invalid_request_error", "invalid_input"
+    )
+
+
+def tokens_text(tokens: list[Any]) -> str:
+    """Give token ids word-like features, so identical token arrays embed identically."""
+    return " ".join(f"token{token}" for token in tokens)
+
+
+def word_count(texts: list[str]) -> int:
+    """A stand-in for token usage: the number of words."""
+    return sum(len(WORD.findall(text.lower())) for text in texts)
+
+
+def content_text(content: Any) -> str:
+    """Text of a chat message `content`: a string or a list of `{"type": "text"}` parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return ""
+
+
+def last_user_text(messages: list[dict[str, Any]]) -> str:
+    """Text of the last `user` message, or "" if there is none."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return content_text(message.get("content"))
+    return ""
+
+
+def usage(prompt: list[str], completion: str) -> dict[str, int]:
+    """OpenAI's usage block, counted in words."""
+    prompt_tokens, completion_tokens = word_count(prompt), word_count([completion])
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+class OpenAICompatibleServer(ThreadingHTTPServer):
+    """Holds the options, the request log and the fault budget shared by handler threads."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], options: ServerOptions) -> None:
+        super().__init__(address, RequestHandler)
+        self.options = options
+        self._lock = threading.Lock()
+        self._faults_left = options.fail_first
+        self._ids = itertools.count(1)
+
+    def take_fault(self) -> bool:
+        """True for each of the first `fail_first` requests."""
+        with self._lock:
+            if self._faults_left <= 0:
+                return False
+            self._faults_left -= 1
+            return True
+
+    def next_id(self) -> int:
+        with self._lock:
+            return next(self._ids)
+
+    def record(self, entry: dict[str, Any]) -> None:
+        """Append one JSON line and flush, so tests can read it while the server runs."""
+        if self.options.log_path is None:
+            return
+        with self._lock, self.options.log_path.open("a", encoding="utf-8") as log:
+            log.write(json.dumps(entry) + "\n")
+
+
+class RequestHandler(BaseHTTPRequestHandler):
+    """Routes requests; every `/v1` request is logged, then answered."""
+
+    protocol_version = "HTTP/1.1"
+    server: OpenAICompatibleServer
+
+    def do_GET(self) -> None:
+        self.handle_request()
+
+    def do_POST(self) -> None:
+        self.handle_request()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence per-request stderr lines; the JSONL log is the record."""
+
+    def handle_request(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        path = self.path.split("?", 1)[0]
+        if path == "/health":
+            self.send_reply(Reply(200, {"status": "ok"}))
+            return
+        body = parse_json(raw)
+        reply = self.decide(path, body)
+        self.server.record(self.log_entry(path, body, raw, reply.status))
+        self.send_reply(reply)
+
+    def decide(self, path: str, body: Any) -> Reply:
+        try:
+            if self.server.take_fault():
+                raise injected_fault(self.server.options.fail_status)
+            if not BEARER.fullmatch(self.headers.get("Authorization", "").strip()):
+                raise ApiError(
+                    401,
+                    "Missing or invalid API key (expected 'Bearer <key>').",
+                    "invalid_request_error",
+                    "invalid_api_key",
+                )
+            return route(self.command, path, body, self.server)
+        except ApiError as error:
+            return error.reply
+
+    def log_entry(self, path: str, body: Any, raw: bytes, status: int) -> dict[str, Any]:
+        """The JSONL record: the body as JSON (raw text if not JSON, None if empty), the headers
+        without Authorization, and only whether Authorization was sent."""
+        headers = {
+            name.lower(): value
+            for name, value in self.headers.items()
+            if name.lower() != "authorization"
+        }
+        return {
+            "method": self.command,
+            "path": path,
+            "authorization": "Authorization" in self.headers,
+            "headers": headers,
+            "body": body if body is not None or not raw else raw.decode("utf-8", "replace"),
+            "status": status,
+        }
+
+    def send_reply(self, reply: Reply) -> None:
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        if reply.events:
+            self.send_events(reply.events)
+            return
+        payload = json.dumps(reply.body).encode()
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def send_events(self, events: list[dict[str, Any]]) -> None:
+        """Server-sent events in chunked transfer encoding, ending with `data: [DONE]`."""
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for data in [*(json.dumps(event) for event in events), "[DONE]"]:
+            chunk = f"data: {data}\n\n".encode()
+            self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+
+
+def parse_json(raw: bytes) -> Any:
+    """The decoded JSON body, or None if it is empty or not JSON."""
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def injected_fault(status: int) -> ApiError:
+    message, kind, code = FAULTS.get(status, FAULTS[500])
+    error = ApiError(status, message, kind, code)
+    error.reply.headers["retry-after-ms"] = RETRY_AFTER_MS
+    return error
+
+
+def route(method: str, path: str, body: Any, server: OpenAICompatibleServer) -> Reply:
+    if (method, path) == ("GET", "/v1/models"):
+        return list_models()
+    if method == "POST" and path in ("/v1/embeddings", "/v1/chat/completions"):
+        if not isinstance(body, dict):
+            raise ApiError(
+                400,
+                "The request body must be a JSON object.",
+                "invalid_request_error",
+                "invalid_json",
+            )
+        if path == "/v1/embeddings":
+            return embeddings(body, server.options)
+        return chat_completion(body, server.options, f"chatcmpl-{server.next_id()}")
+    raise ApiError(
+        404, f"Unknown endpoint {method} {path}.", "invalid_request_error", "unknown_url"
+    )
+
+
+def list_models() -> Reply:
+    data = [{"id": name, "object": "model", "created": 0, "owned_by": "test"} for name in MODELS]
+    return Reply(200, {"object": "list", "data": data})
+
+
+def embeddings(body: dict[str, Any], options: ServerOptions) -> Reply:
+    texts = input_texts(body.get("input"))
+    dim = int(body.get("dimensions") or options.dim)
+    encoding_format = body.get("encoding_format") or "float"
+    data = [
+        {
+            "object": "embedding",
+            "index": index,
+            "embedding": encode_embedding(embed(text, dim), encoding_format),
+        }
+        for index, text in enumerate(texts)
+    ]
+    tokens = word_count(texts)
+    return Reply(
+        200,
+        {
+            "object": "list",
+            "data": data,
+            "model": body.get("model", ""),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        },
+    )
+
+
+def chat_completion(body: dict[str, Any], options: ServerOptions, completion_id: str) -> Reply:
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise ApiError(
+            400, "'messages' must be a list.", "invalid_request_error", "invalid_messages"
+        )
+    answer = "ECHO: " + last_user_text(messages)[: options.echo_chars]
+    counted = usage([content_text(message.get("content")) for message in messages], answer)
+    base = {"id": completion_id, "created": int(time.time()), "model": body.get("model", "")}
+    if body.get("stream"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return Reply(200, events=stream_events(base, answer, counted if include_usage else None))
+    choice = {
+        "index": 0,
+        "message": {"role": "assistant", "content": answer, "refusal": None},
+        "finish_reason": "stop",
+        "logprobs": None,
+    }
+    return Reply(200, {**base, "object": "chat.completion", "choices": [choice], "usage": counted})
+
+
+def stream_events(
+    base: dict[str, Any], answer: str, counted: dict[str, int] | None
+) -> list[dict[str, Any]]:
+    """Chunks in OpenAI's order: role, one chunk per word, finish reason, optional usage."""
+    chunk = {**base, "object": "chat.completion.chunk"}
+
+    def choice(delta: dict[str, str], finish_reason: str | None = None) -> dict[str, Any]:
+        return {
+            **chunk,
+            "choices": [
+                {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+            ],
+        }
+
+    events = [choice({"role": "assistant", "content": ""})]
+    events += [choice({"content": piece}) for piece in STREAM_PIECE.findall(answer)]
+    events.append(choice({}, "stop"))
+    if counted is not None:
+        events.append({**chunk, "choices": [], "usage": counted})
+    return events
+
+
+def option_arguments(options: ServerOptions) -> list[str]:
+    """The command-line flags that reproduce `options`."""
+    arguments = [
+        "--dim",
+        str(options.dim),
+        "--fail-first",
+        str(options.fail_first),
+        "--fail-status",
+        str(options.fail_status),
+        "--echo-chars",
+        str(options.echo_chars),
+    ]
+    if options.log_path is not None:
+        arguments += ["--log", str(options.log_path)]
+    return arguments
+
+
+@contextlib.contextmanager
+def running_openai_server(
+    *,
+    dim: int = 64,
+    log_path: Path | None = None,
+    fail_first: int = 0,
+    fail_status: int = 429,
+    echo_chars: int = 200,
+    startup_timeout: float = 30.0,
+) -> Iterator[str]:
+    """Run the server as a subprocess on a free port; yield its base URL (`.../v1`)."""
+    # Imported here: the module body stays stdlib-only so it also runs as a plain script.
+    from tests.support.ports import free_port
+
+    port = free_port()
+    options = ServerOptions(dim, log_path, fail_first, fail_status, echo_chars)
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--port",
+        str(port),
+        *option_arguments(options),
+    ]
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            wait_until_healthy(process, port, startup_timeout, output)
+            yield f"http://127.0.0.1:{port}/v1"
+        finally:
+            stop_process(process)
+
+
+def wait_until_healthy(
+    process: subprocess.Popen[bytes], port: int, timeout: float, output: IO[bytes]
+) -> None:
+    """Poll `/health` until it answers; fail with the server's output if it exits or hangs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"OpenAI test server exited early:\n{output_tail(output)}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.05)
+    raise RuntimeError(f"OpenAI test server not healthy after {timeout}s:\n{output_tail(output)}")
+
+
+def output_tail(output: IO[bytes], limit: int = 4000) -> str:
+    output.seek(0)
+    return output.read().decode("utf-8", "replace")[-limit:]
+
+
+def stop_process(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """Terminate, then kill if it does not exit within `grace` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8089)
+    parser.add_argument("--dim", type=int, default=64, help="default embedding dimension")
+    parser.add_argument("--log", type=Path, help="append every /v1 request to this JSONL file")
+    parser.add_argument("--fail-first", type=int, default=0, help="fail the first N requests")
+    parser.add_argument("--fail-status", type=int, default=429, choices=sorted(FAULTS))
+    parser.add_argument(
+        "--echo-chars",
+        type=int,
+        default=200,
+        help="how much of the last user message the answer echoes",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    options = ServerOptions(args.dim, args.log, args.fail_first, args.fail_status, args.echo_chars)
+    with OpenAICompatibleServer((args.host, args.port), options) as server:
+        print(f"serving on http://{args.host}:{server.server_port}/v1", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
