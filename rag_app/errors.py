@@ -1,4 +1,4 @@
-"""One error type for everything a user can fix, so the CLI prints one clear line, not a traceback."""
+"""Errors a user can fix: the CLI prints their message as one line, never a traceback."""
 
 
 class RagAppError(Exception):

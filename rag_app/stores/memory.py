@@ -37,9 +37,9 @@ class MemoryBackend(Backend):
             "hnsw_ef_construction": settings.hnsw_ef_construction,
             "hnsw_ef_search": settings.hnsw_ef_search,
         }
-        if MemoryVectorStore.exists(self._store_dir):
-            self.vector_store = MemoryVectorStore.load(self._store_dir, **options)
-        else:
+        try:
+            self.vector_store = MemoryVectorStore.from_persist_dir(str(self._store_dir), **options)
+        except FileNotFoundError:
             self.vector_store = MemoryVectorStore(**options)
         self._records = self._load_records()
         self._dirty = False
@@ -66,11 +66,11 @@ class MemoryBackend(Backend):
         return {n.node_id: n for n in self.vector_store.get_nodes(list(ids)) if ids}
 
     def count(self) -> int:
-        return len(self.vector_store)
+        return self.vector_store.count
 
     def flush(self) -> None:
         if self._dirty:
-            self.vector_store.persist(self._store_dir)
+            self.vector_store.persist(str(self._store_dir))
             self._dirty = False
 
     def read_records(self) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,7 @@
+"""`python -m rag_app` is the `rag-app` command."""
+
+import sys
+
+from rag_app.cli import main
+
+sys.exit(main())

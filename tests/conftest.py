@@ -1,0 +1,129 @@
+"""Shared fixtures: isolated settings, one loaded embedding model, real servers.
+
+Every test runs in its own working directory with no RAG_*/CHROMA_*/PINECONE_*/OPENAI_*
+variables from the developer's environment, so a local `.env` never leaks in.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rag_app.app import RagApp
+from rag_app.embeddings import Embedder, build_embedder
+from rag_app.settings import Settings, load_settings
+from tests.support.chroma_server import ChromaServer
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+PREFIXES = ("RAG_", "CHROMA_", "PINECONE_", "OPENAI_")
+#: Backends every store test runs on; pinecone joins when its local server fixture is up.
+LOCAL_BACKENDS = ["memory", "chroma", "chroma-server"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith(PREFIXES):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("ANONYMIZED_TELEMETRY", "False")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    """The offline model, loaded once (no cache: tests that count embeddings build their own)."""
+    settings = load_settings(data_dir=tmp_path_factory.mktemp("embedder"))
+    return build_embedder(settings, cache=False)
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
+    server = ChromaServer(tmp_path_factory.mktemp("chroma-server"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def backend_overrides(name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    if name == "memory":
+        return {"vector_store": "memory"}
+    if name == "chroma":
+        return {"vector_store": "chroma"}
+    if name == "chroma-server":
+        server: ChromaServer = request.getfixturevalue("chroma_server")
+        return {"vector_store": "chroma", "chroma_host": server.host, "chroma_port": server.port}
+    if name == "pinecone":
+        url: str = request.getfixturevalue("pinecone_local")
+        return {"vector_store": "pinecone", "pinecone_host": url}
+    raise ValueError(name)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        overrides.setdefault("data_dir", tmp_path / "data")
+        return load_settings(**overrides)
+
+    return make
+
+
+@pytest.fixture(params=LOCAL_BACKENDS)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def make_app(
+    make_settings: Callable[..., Settings],
+    embedder: Embedder,
+    backend_name: str,
+    request: pytest.FixtureRequest,
+) -> Iterator[Callable[..., RagApp]]:
+    """RagApp factory on the parametrized backend, each test in a collection of its own."""
+    apps: list[RagApp] = []
+    collection = f"t{abs(hash(request.node.nodeid)) % 10**10}"
+
+    def make(app_embedder: Embedder | None = None, **overrides: Any) -> RagApp:
+        settings = make_settings(
+            **{**backend_overrides(backend_name, request), "collection": collection, **overrides}
+        )
+        app = RagApp(settings, embedder=app_embedder or embedder)
+        apps.append(app)
+        return app
+
+    yield make
+    if apps:
+        apps[-1].backend.drop()
+    for app in apps:
+        app.close()
+
+
+def cli_env(settings: Settings) -> dict[str, str]:
+    """Environment for a `rag-app` subprocess using these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
+    for name, value in settings.masked().items():
+        if value and value != "****":
+            env[name] = value
+    for name in ("OPENAI_API_KEY", "PINECONE_API_KEY"):
+        secret = getattr(settings, name.lower())
+        if secret is not None:
+            env[name] = secret.get_secret_value()
+    return env
+
+
+def rag_app_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "rag_app", *args]
+
+
+def require_shared(relative: str) -> Path:
+    path = SHARED / relative
+    if not path.exists():
+        pytest.skip(f"needs ../shared/{relative}, which is absent on this machine")
+    return path
