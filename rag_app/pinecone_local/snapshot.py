@@ -1,0 +1,39 @@
+"""Saving and loading the whole server state as one JSON file, atomically.
+
+The file is written next to its destination and moved into place with ``os.replace``, so a
+crash mid-write leaves the previous snapshot intact rather than a truncated one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def save_snapshot(path: Path, data: dict[str, Any]) -> None:
+    """Write *data* to *path* atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(data, stream, separators=(",", ":"))
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def load_snapshot(path: Path) -> dict[str, Any] | None:
+    """The snapshot saved at *path*, or None when there is none yet."""
+    if not path.exists():
+        return None
+    with path.open(encoding="utf-8") as stream:
+        data = json.load(stream)
+    if data.get("version") != 1:
+        raise ValueError(f"{path} is not a pinecone-local snapshot (version 1)")
+    return data

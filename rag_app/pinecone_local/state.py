@@ -1,0 +1,256 @@
+"""In-memory indexes and namespaces, with numpy doing the scoring.
+
+Each namespace keeps its dense vectors in one float32 matrix (rows grow by doubling) next to
+parallel lists of ids, metadata and sparse values, so a query is one matrix-vector product plus
+``argpartition``: 10k-vector queries take milliseconds. Deletes move the last row into the hole.
+
+Scores follow Pinecone: ``cosine`` is cosine similarity and ``dotproduct`` the dot product (both
+higher is better; sparse query values add a sparse dot product on ``dotproduct`` indexes), and
+``euclidean`` is the squared L2 distance, ranked ascending (lower is better).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rag_app.pinecone_local.errors import PineconeApiError, invalid
+from rag_app.pinecone_local.filters import Predicate
+from rag_app.pinecone_local.records import Record
+
+METRICS = ("cosine", "euclidean", "dotproduct")
+
+
+@dataclass
+class Match:
+    """One query result row."""
+
+    id: str
+    score: float
+    row: int
+
+
+class Namespace:
+    """The records of one namespace of one index."""
+
+    def __init__(self, dimension: int) -> None:
+        self.dimension = dimension
+        self.ids: list[str] = []
+        self.rows: dict[str, int] = {}
+        self.matrix = np.zeros((16, dimension), dtype=np.float32)
+        self.metadata: list[dict[str, Any] | None] = []
+        self.sparse: list[dict[str, list] | None] = []
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def upsert(self, record: Record) -> None:
+        """Insert *record*, or overwrite the record with the same id."""
+        row = self.rows.get(record.id)
+        if row is None:
+            row = len(self.ids)
+            self._ensure_capacity(row + 1)
+            self.ids.append(record.id)
+            self.metadata.append(None)
+            self.sparse.append(None)
+            self.rows[record.id] = row
+        self.matrix[row] = record.values
+        self.metadata[row] = record.metadata
+        self.sparse[row] = record.sparse
+
+    def delete(self, record_id: str) -> bool:
+        """Remove one record; answer whether it existed."""
+        row = self.rows.pop(record_id, None)
+        if row is None:
+            return False
+        last = len(self.ids) - 1
+        if row != last:
+            moved = self.ids[last]
+            self.ids[row] = moved
+            self.rows[moved] = row
+            self.matrix[row] = self.matrix[last]
+            self.metadata[row] = self.metadata[last]
+            self.sparse[row] = self.sparse[last]
+        self.ids.pop()
+        self.metadata.pop()
+        self.sparse.pop()
+        return True
+
+    def matching_ids(self, predicate: Predicate) -> list[str]:
+        """Ids of the records whose metadata satisfies *predicate*."""
+        pairs = zip(self.ids, self.metadata, strict=True)
+        return [record_id for record_id, meta in pairs if predicate(meta or {})]
+
+    def vector(self, row: int) -> dict[str, Any]:
+        """The stored record at *row* in the data plane's ``Vector`` shape."""
+        body: dict[str, Any] = {"id": self.ids[row], "values": self.matrix[row].tolist()}
+        if self.sparse[row] is not None:
+            body["sparseValues"] = self.sparse[row]
+        if self.metadata[row] is not None:
+            body["metadata"] = self.metadata[row]
+        return body
+
+    def search(
+        self,
+        metric: str,
+        query: np.ndarray,
+        sparse_query: dict[str, list] | None,
+        top_k: int,
+        predicate: Predicate | None,
+    ) -> list[Match]:
+        """The *top_k* best records for *query*, best first, among those passing *predicate*."""
+        count = len(self.ids)
+        if count == 0:
+            return []
+        scores = _dense_scores(metric, self.matrix[:count], query)
+        if sparse_query is not None:
+            scores = scores + self._sparse_scores(sparse_query)
+        candidates = np.arange(count)
+        if predicate is not None:
+            keep = [row for row in range(count) if predicate(self.metadata[row] or {})]
+            candidates = np.asarray(keep, dtype=np.int64)
+        if candidates.size == 0:
+            return []
+        ranking = scores[candidates] if metric == "euclidean" else -scores[candidates]
+        k = min(top_k, candidates.size)
+        best = np.argpartition(ranking, k - 1)[:k] if k < candidates.size else np.arange(k)
+        best = best[np.argsort(ranking[best], kind="stable")]
+        return [Match(self.ids[r], float(scores[r]), int(r)) for r in candidates[best]]
+
+    def _sparse_scores(self, sparse_query: dict[str, list]) -> np.ndarray:
+        weights = dict(zip(sparse_query["indices"], sparse_query["values"], strict=True))
+        scores = np.zeros(len(self.ids), dtype=np.float32)
+        for row, sparse in enumerate(self.sparse):
+            if sparse is not None:
+                pairs = zip(sparse["indices"], sparse["values"], strict=True)
+                scores[row] = sum(weights.get(i, 0.0) * v for i, v in pairs)
+        return scores
+
+    def _ensure_capacity(self, needed: int) -> None:
+        if needed <= self.matrix.shape[0]:
+            return
+        grown = np.zeros((max(needed, 2 * self.matrix.shape[0]), self.dimension), np.float32)
+        grown[: len(self.ids)] = self.matrix[: len(self.ids)]
+        self.matrix = grown
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """A JSON-ready copy of this namespace (vectors as base64 float32 bytes)."""
+        values = np.ascontiguousarray(self.matrix[: len(self.ids)]).tobytes()
+        return {
+            "ids": list(self.ids),
+            "values": base64.b64encode(values).decode("ascii"),
+            "metadata": list(self.metadata),
+            "sparse": list(self.sparse),
+        }
+
+    @classmethod
+    def from_snapshot(cls, dimension: int, data: dict[str, Any]) -> Namespace:
+        """Rebuild a namespace saved by :meth:`to_snapshot`."""
+        namespace = cls(dimension)
+        raw = np.frombuffer(base64.b64decode(data["values"]), dtype=np.float32)
+        matrix = raw.reshape(len(data["ids"]), dimension)
+        for row, record_id in enumerate(data["ids"]):
+            namespace.upsert(
+                Record(record_id, matrix[row], data["sparse"][row], data["metadata"][row])
+            )
+        return namespace
+
+
+def _dense_scores(metric: str, matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    if metric == "dotproduct":
+        return matrix @ query
+    if metric == "euclidean":
+        diff = matrix - query
+        return np.einsum("ij,ij->i", diff, diff)
+    norms = np.linalg.norm(matrix, axis=1) * np.linalg.norm(query)
+    dots = matrix @ query
+    return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+
+
+@dataclass
+class IndexState:
+    """One index: its control-plane description and its namespaces."""
+
+    name: str
+    dimension: int
+    metric: str
+    cloud: str
+    region: str
+    deletion_protection: str = "disabled"
+    tags: dict[str, str] | None = None
+    port: int = 0
+    namespaces: dict[str, Namespace] = field(default_factory=dict)
+
+    def namespace(self, name: str) -> Namespace | None:
+        """The namespace called *name*, or None when it holds no records."""
+        return self.namespaces.get(name)
+
+    def writable_namespace(self, name: str) -> Namespace:
+        """The namespace called *name*, created on first write."""
+        if name not in self.namespaces:
+            self.namespaces[name] = Namespace(self.dimension)
+        return self.namespaces[name]
+
+    def drop_if_empty(self, name: str) -> None:
+        """Forget a namespace that no longer holds records, as Pinecone's stats do."""
+        namespace = self.namespaces.get(name)
+        if namespace is not None and len(namespace) == 0:
+            del self.namespaces[name]
+
+    def stats(self) -> dict[str, Any]:
+        """The ``describe_index_stats`` body."""
+        counts = {name: len(ns) for name, ns in self.namespaces.items()}
+        return {
+            "namespaces": {name: {"vectorCount": count} for name, count in counts.items()},
+            "dimension": self.dimension,
+            "indexFullness": 0.0,
+            "totalVectorCount": sum(counts.values()),
+            "metric": self.metric,
+            "vectorType": "dense",
+        }
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """A JSON-ready copy of this index."""
+        return {
+            "name": self.name,
+            "dimension": self.dimension,
+            "metric": self.metric,
+            "cloud": self.cloud,
+            "region": self.region,
+            "deletion_protection": self.deletion_protection,
+            "tags": self.tags,
+            "port": self.port,
+            "namespaces": {n: ns.to_snapshot() for n, ns in self.namespaces.items()},
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: dict[str, Any]) -> IndexState:
+        """Rebuild an index saved by :meth:`to_snapshot`."""
+        index = cls(
+            name=data["name"],
+            dimension=int(data["dimension"]),
+            metric=data["metric"],
+            cloud=data["cloud"],
+            region=data["region"],
+            deletion_protection=data.get("deletion_protection", "disabled"),
+            tags=data.get("tags"),
+            port=int(data.get("port", 0)),
+        )
+        for name, ns in data["namespaces"].items():
+            index.namespaces[name] = Namespace.from_snapshot(index.dimension, ns)
+        return index
+
+
+def not_found(name: str) -> PineconeApiError:
+    """The error for an index that does not (or no longer) exists."""
+    return PineconeApiError(404, "NOT_FOUND", f"Index {name} not found.")
+
+
+def check_metric(metric: Any) -> str:
+    """Validate a metric name."""
+    if metric not in METRICS:
+        raise invalid(f"Metric must be one of {', '.join(METRICS)}; got {metric!r}.")
+    return str(metric)
