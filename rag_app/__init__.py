@@ -1,6 +1,22 @@
-"""rag_app: one ingestion and one query path over memory, Chroma and Pinecone (LlamaIndex)."""
+"""rag_app: one ingestion and one query path over memory, Chroma and Pinecone (LlamaIndex).
 
-from rag_app.app import RagApp
-from rag_app.settings import Settings, load_settings
+Names are imported on first use, so light entry points (the local Pinecone server, `config`)
+start without loading LlamaIndex and the embedding stack.
+"""
 
-__all__ = ["RagApp", "Settings", "load_settings"]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "RagApp": "rag_app.app",
+    "Settings": "rag_app.settings",
+    "load_settings": "rag_app.settings",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'rag_app' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

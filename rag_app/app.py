@@ -163,15 +163,14 @@ class RagApp:
 
 
 class ChatSession:
-    """Multi-turn questions: each turn retrieves for the question plus the previous one."""
+    """Multi-turn questions: each turn retrieves for its own question; the LLM sees the history."""
 
     def __init__(self, app: RagApp) -> None:
         self.app = app
         self.history: list[ChatMessage] = []
 
     def ask(self, question: str) -> tuple[Answer, Iterator[str]]:
-        previous = [m.content for m in self.history if m.role == MessageRole.USER][-1:]
-        sources = self.app.retrieve(" ".join([*previous, question]))
+        sources = self.app.retrieve(question)
         answer = Answer(question, "", self.app.answerer.mode, sources)
 
         def pieces() -> Iterator[str]:
