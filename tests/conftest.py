@@ -18,12 +18,13 @@ from rag_app.app import RagApp
 from rag_app.embeddings import Embedder, build_embedder
 from rag_app.settings import Settings, load_settings
 from tests.support.chroma_server import ChromaServer
+from tests.support.pinecone_server import running_pinecone_local
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 PREFIXES = ("RAG_", "CHROMA_", "PINECONE_", "OPENAI_")
-#: Backends every store test runs on; pinecone joins when its local server fixture is up.
-LOCAL_BACKENDS = ["memory", "chroma", "chroma-server"]
+#: Backends every store test runs on (pinecone through the local Pinecone-compatible server).
+BACKENDS = ["memory", "chroma", "chroma-server", "pinecone"]
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +75,13 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     return make
 
 
-@pytest.fixture(params=LOCAL_BACKENDS)
+@pytest.fixture(scope="session")
+def pinecone_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_pinecone_local(tmp_path_factory.mktemp("pinecone-local")) as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
 def backend_name(request: pytest.FixtureRequest) -> str:
     return request.param
 

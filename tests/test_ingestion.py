@@ -212,11 +212,10 @@ def test_another_embedding_model_is_refused_before_anything_is_written(
             }
         )
         other = build_embedder(settings, cache=False)
-        other_app = make_app(app_embedder=other)
-        with pytest.raises(EmbeddingMismatchError, match="all-MiniLM-L6-v2"):
-            other_app.ingest([Document(id_="new", text="new text")])
-        with pytest.raises(EmbeddingMismatchError):
-            other_app.retrieve("anything")
+        with pytest.raises(EmbeddingMismatchError, match="dimension 384"):
+            make_app(app_embedder=other).ingest([Document(id_="new", text="new text")])
+        with pytest.raises(EmbeddingMismatchError, match="dimension 384"):
+            make_app(app_embedder=other).retrieve("anything")
         assert other.texts_embedded == 0
     assert app.backend.count() == count
     assert "new" not in [r.doc_id for r in app.documents()]

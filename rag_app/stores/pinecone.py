@@ -29,7 +29,7 @@ from llama_index.vector_stores.pinecone import PineconeVectorStore
 from pinecone import Pinecone, ServerlessSpec
 from pinecone.errors.exceptions import PineconeException
 
-from rag_app.errors import ConfigError, RagAppError
+from rag_app.errors import ConfigError, EmbeddingMismatchError, RagAppError
 from rag_app.settings import Settings
 from rag_app.stores.base import Backend, batched
 
@@ -139,13 +139,14 @@ class PineconeBackend(Backend):
                 "PINECONE_API_KEY, PINECONE_INDEX, PINECONE_CLOUD and PINECONE_REGION."
             ) from None
         if description.dimension != dimension:
-            raise ConfigError(
+            raise EmbeddingMismatchError(
                 f"Pinecone index {self.index_name!r} has dimension {description.dimension}, "
                 f"but the embedding model gives {dimension}. Set PINECONE_INDEX to another "
                 "index (it is created for you), or use the embedding model that built it."
             )
         if settings.pinecone_host:
-            return self.client.Index(host=_http_url(description.host))
+            bare = description.host.split("://", 1)[-1]
+            return self.client.Index(host=f"http://{bare}")
         return self.client.Index(host=description.host)
 
     def upsert(self, nodes: Sequence[TextNode]) -> None:
