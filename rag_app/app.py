@@ -37,9 +37,7 @@ class RagApp:
     ) -> None:
         self.settings = settings
         self.embedder = embedder or build_embedder(settings)
-        self.backend: Backend = open_backend(
-            settings, lambda: self.embedder.dimension, collection
-        )
+        self.backend: Backend = open_backend(settings, lambda: self.embedder.dimension, collection)
         self.chunker = Chunker(
             settings.chunk_size or default_chunk_size(self.embedder.max_tokens),
             settings.chunk_overlap,

@@ -162,9 +162,7 @@ class Ingestor:
                 excluded_embed_metadata_keys=list(metadata) + ["doc_id", "chunk_index"],
                 excluded_llm_metadata_keys=list(metadata) + ["doc_id", "chunk_index"],
             )
-            node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(
-                node_id=document.doc_id
-            )
+            node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=document.doc_id)
             nodes.append(node)
         return nodes
 
@@ -205,9 +203,7 @@ class Ingestor:
             for p in group
         )
         self.backend.upsert(nodes)
-        stale = [
-            i for p in group for i in chunk_ids(p.record.doc_id, p.old_chunks, len(p.nodes))
-        ]
+        stale = [i for p in group for i in chunk_ids(p.record.doc_id, p.old_chunks, len(p.nodes))]
         self.backend.delete_chunks(stale)
         for listener in self.listeners:
             listener.chunks_written([n.node_id for n in nodes], [n.get_content() for n in nodes])

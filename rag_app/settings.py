@@ -135,6 +135,8 @@ def _describe(exc: ValidationError) -> str:
         )
         variable = env_name(field) if field else field_name
         message = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{variable}={err.get('input')!r} is invalid: {message}. Set {variable} "
-                     f"in the environment or .env to an allowed value.")
+        lines.append(
+            f"{variable}={err.get('input')!r} is invalid: {message}. Set {variable} "
+            f"in the environment or .env to an allowed value."
+        )
     return "\n".join(lines)

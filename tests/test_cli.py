@@ -19,7 +19,9 @@ from tests.conftest import backend_overrides, cli_env, rag_app_command
 TIMEOUT = 300
 
 
-def run(settings: Settings, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess:
+def run(
+    settings: Settings, *args: str, input_text: str | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         rag_app_command(*args),
         env=cli_env(settings),
@@ -135,9 +137,7 @@ def test_killed_ingest_rerun_ends_with_the_exact_chunk_count(
     rerun = run(cli_settings, "ingest", str(folder), "--no-progress")
     assert rerun.returncode == 0, rerun.stderr
 
-    reference = RagApp(
-        make_settings(collection="reference", retriever="dense"), embedder=embedder
-    )
+    reference = RagApp(make_settings(collection="reference", retriever="dense"), embedder=embedder)
     reference.ingest([folder])
     expected = reference.backend.count()
     reference.backend.drop()

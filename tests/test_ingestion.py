@@ -40,7 +40,11 @@ def chunk_total(app: RagApp) -> int:
 def test_ingest_then_query_finds_the_right_document(make_app: Callable[..., RagApp]) -> None:
     app = make_app()
     report = app.ingest([write_corpus(Path("docs"))])
-    assert report.ok and sorted(report.added) == ["docs/hnsw.txt", "docs/korean.md", "docs/paris.md"]
+    assert report.ok and sorted(report.added) == [
+        "docs/hnsw.txt",
+        "docs/korean.md",
+        "docs/paris.md",
+    ]
     assert app.retrieve("What is the capital of France?")[0].doc_id == "docs/paris.md"
     assert app.retrieve("파인콘은 무엇인가요?")[0].doc_id == "docs/korean.md"
     answer = app.query("What does ef_search set?")

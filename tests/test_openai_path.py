@@ -40,11 +40,13 @@ def test_openai_embeddings_and_answers_go_through_the_base_url(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     log = tmp_path / "openai.jsonl"
-    with running_openai_server(dim=32, log_path=log, echo_chars=4000) as url:
-        with RagApp(openai_settings(make_settings, url)) as app:
-            assert app.embedder.dimension == 32
-            app.ingest(DOCS)
-            answer = app.query("What does ef_search set?")
+    with (
+        running_openai_server(dim=32, log_path=log, echo_chars=4000) as url,
+        RagApp(openai_settings(make_settings, url)) as app,
+    ):
+        assert app.embedder.dimension == 32
+        app.ingest(DOCS)
+        answer = app.query("What does ef_search set?")
     assert answer.mode == "openai:gpt-4o-mini"
     assert answer.sources[0].doc_id == "hnsw"
     assert answer.text.startswith("ECHO: Sources:")
@@ -54,7 +56,7 @@ def test_openai_embeddings_and_answers_go_through_the_base_url(
     assert "[1] HNSW parameter ef_search" in prompt
     assert chat["model"] == "gpt-4o-mini"
     embedded = [e["body"]["input"] for e in requests_to(log, "/embeddings")]
-    assert any(DOCS[0].text in (batch if isinstance(batch, list) else [batch]) for batch in embedded)
+    assert any(DOCS[0].text in (b if isinstance(b, list) else [b]) for b in embedded)
     assert all(e["authorization"] for e in requests_to(log, "/v1/"))
 
 
@@ -74,10 +76,12 @@ def test_transient_openai_errors_are_retried(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     log = tmp_path / "openai.jsonl"
-    with running_openai_server(dim=32, fail_first=2, log_path=log) as url:
-        with RagApp(openai_settings(make_settings, url)) as app:
-            app.ingest(DOCS)
-            assert app.retrieve("Eiffel Tower")[0].doc_id == "paris"
+    with (
+        running_openai_server(dim=32, fail_first=2, log_path=log) as url,
+        RagApp(openai_settings(make_settings, url)) as app,
+    ):
+        app.ingest(DOCS)
+        assert app.retrieve("Eiffel Tower")[0].doc_id == "paris"
     statuses = [e["status"] for e in requests_to(log, "/embeddings")]
     assert statuses[:2] == [429, 429]
     assert 200 in statuses

@@ -173,8 +173,7 @@ def test_injected_server_errors_surface_without_retries(log_path: Path) -> None:
 
 
 def test_llamaindex_embedding_works_against_the_server(base_url: str) -> None:
-    embedding = OpenAIEmbedding(model_name="text-embedding-3-small", api_base=base_url,
-                                api_key="k")
+    embedding = OpenAIEmbedding(model_name="text-embedding-3-small", api_base=base_url, api_key="k")
 
     batch = embedding.get_text_embedding_batch(["apples and pears", "pears and apples", "tax"])
     query = embedding.get_query_embedding("apples and pears")
@@ -186,8 +185,9 @@ def test_llamaindex_embedding_works_against_the_server(base_url: str) -> None:
 
 def test_llamaindex_embedding_model_names_and_dimensions(base_url: str, log_path: Path) -> None:
     custom = OpenAIEmbedding(model_name="local-embedder", api_base=base_url, api_key="k")
-    sized = OpenAIEmbedding(model="text-embedding-3-small", dimensions=16, api_base=base_url,
-                            api_key="k")
+    sized = OpenAIEmbedding(
+        model="text-embedding-3-small", dimensions=16, api_base=base_url, api_key="k"
+    )
 
     assert len(custom.get_text_embedding("x")) == 64
     assert len(sized.get_text_embedding("x")) == 16

@@ -177,9 +177,7 @@ class Backend(ABC):
 
     def record_embedding(self, model_id: str, dimension: int) -> None:
         if self.manifest() is None:
-            self.write_records(
-                {MANIFEST_KEY: {"embed_model": model_id, "dimension": dimension}}
-            )
+            self.write_records({MANIFEST_KEY: {"embed_model": model_id, "dimension": dimension}})
 
 
 def encode_record(record: dict[str, Any]) -> str:
