@@ -85,3 +85,14 @@ def test_config_masks_every_secret(tmp_path: Path) -> None:
     assert "OPENAI_API_KEY=****" in result.stdout
     assert "PINECONE_API_KEY=****" in result.stdout
     assert "RAG_VECTOR_STORE=memory" in result.stdout
+
+
+def test_env_example_lists_every_setting_and_loads(tmp_path: Path) -> None:
+    from rag_app.settings import Settings, env_name
+
+    example = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
+    listed = {line.split("=", 1)[0] for line in example.splitlines() if "=" in line[:40]}
+    listed = {name for name in listed if not name.startswith("#")}
+    assert {env_name(f) for f in Settings.model_fields.values()} | {"RAG_LOG_LEVEL"} == listed
+    (tmp_path / ".env").write_text(example)
+    assert load_settings().vector_store == "memory"
