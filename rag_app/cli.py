@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     squad.add_argument("--seed", type=int, default=0)
     squad.add_argument("--top-k", type=int, default=10)
     squad.add_argument("--json", action="store_true")
+    pairs = eval_kinds.add_parser(
+        "pairs", help="sentence pairs (KLUE STS JSON): sentence1 retrieves its sentence2"
+    )
+    pairs.add_argument("path", type=Path)
+    pairs.add_argument("--min-label", type=float, default=4.0)
+    pairs.add_argument("--top-k", type=int, default=10)
+    pairs.add_argument("--json", action="store_true")
 
     local = commands.add_parser(
         "pinecone-local", help="run the local Pinecone-compatible development server"
@@ -121,9 +128,14 @@ def _stores(settings) -> int:
 
 
 def _eval(settings, args: argparse.Namespace) -> int:
-    from rag_app.eval import evaluate_squad
+    from rag_app.eval import evaluate_pairs, evaluate_squad
 
-    result = evaluate_squad(settings, args.path, args.limit, args.seed, args.top_k)
+    if not args.path.is_file():
+        raise RagAppError(f"eval: no such file {args.path}")
+    if args.eval_kind == "squad":
+        result = evaluate_squad(settings, args.path, args.limit, args.seed, args.top_k)
+    else:
+        result = evaluate_pairs(settings, args.path, args.min_label, args.top_k)
     if args.json:
         print(json.dumps(result))
     else:

@@ -1,20 +1,26 @@
-"""Retrieval evaluation on SQuAD-format data, through the same retriever `query` uses.
+"""Retrieval evaluation through the same retriever `query` uses.
 
-A question is a hit at rank r when the chunk at rank r belongs to the gold article and its
-character range covers a gold answer span. Articles are ingested into a fresh collection of the
-configured backend, which is removed afterwards (even on Ctrl-C).
+`squad`: a question is a hit at rank r when the chunk at rank r belongs to the gold article and
+its character range covers a gold answer span. `pairs` (KLUE STS format): for pairs labelled at
+or above a threshold, the first sentence must retrieve its partner among all second sentences.
+Documents go into a fresh collection of the configured backend, removed afterwards (even on
+Ctrl-C).
 """
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import statistics
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from llama_index.core import Document
 
 from rag_app.app import RagApp
 from rag_app.embeddings import Embedder
@@ -47,47 +53,112 @@ def evaluate_squad(
     documents, questions = read_squad(path)
     if limit is not None and limit < len(questions):
         questions = random.Random(seed).sample(questions, limit)
-    collection = f"eval-{uuid.uuid4().hex[:10]}"
-    app = RagApp(settings, collection=collection, embedder=embedder)
-    try:
+    with scratch_app(settings, embedder) as app:
         report = app.ingest_documents(documents)
-        ranks, latencies = _ask(app, questions, top_k)
+        ranks, latencies = _ask(
+            app, [q.question for q in questions], top_k, _squad_judge(questions)
+        )
         chunk_tokens = [
             len(app.embedder.tokenize(n.text)) for d in documents for n in app.chunker.split(d)
         ]
-        n_chunks = app.backend.count()
+        return {
+            **_metrics("hit", ranks),
+            "n_questions": len(questions),
+            "n_docs": len(documents),
+            "n_chunks": app.backend.count(),
+            "chunk_tokens_mean": round(statistics.fmean(chunk_tokens), 1) if chunk_tokens else 0.0,
+            "ingest_s": round(report.seconds, 2),
+            **_latency(latencies),
+            **_identity(app),
+        }
+
+
+def evaluate_pairs(
+    settings: Settings,
+    path: Path,
+    min_label: float = 4.0,
+    top_k: int = 10,
+    embedder: Embedder | None = None,
+) -> dict[str, Any]:
+    """KLUE-STS-style pairs: sentence1 retrieves its sentence2 among all second sentences."""
+    pairs = json.loads(Path(path).read_text(encoding="utf-8"))
+    partners = sorted({p["sentence2"] for p in pairs})
+    ids = {text: f"s2-{i:05d}" for i, text in enumerate(partners)}
+    documents = [Document(id_=ids[t], text=t) for t in partners]
+    queries = [
+        (p["sentence1"], ids[p["sentence2"]]) for p in pairs if p["labels"]["label"] >= min_label
+    ]
+    with scratch_app(settings, embedder) as app:
+        report = app.ingest_documents(documents)
+        gold = iter([doc_id for _, doc_id in queries])
+        ranks, latencies = _ask(
+            app, [q for q, _ in queries], top_k, lambda sources: _rank_of(sources, next(gold))
+        )
+        return {
+            **_metrics("recall", ranks),
+            "n_queries": len(queries),
+            "n_docs": len(documents),
+            "ingest_s": round(report.seconds, 2),
+            **_latency(latencies),
+            **_identity(app),
+        }
+
+
+@contextmanager
+def scratch_app(settings: Settings, embedder: Embedder | None) -> Iterator[RagApp]:
+    """A RagApp on a fresh collection of the configured backend, removed afterwards."""
+    app = RagApp(settings, collection=f"eval-{uuid.uuid4().hex[:10]}", embedder=embedder)
+    try:
+        yield app
     finally:
         app.backend.drop()
         if app.keyword:
             shutil.rmtree(app.keyword.directory, ignore_errors=True)
         app.close()
-    return {
-        **{f"hit@{k}": _rate(ranks, k) for k in RANKS},
-        "mrr@10": round(sum(1 / r for r in ranks if r and r <= 10) / max(len(ranks), 1), 4),
-        "n_questions": len(questions),
-        "n_docs": len(documents),
-        "n_chunks": n_chunks,
-        "chunk_tokens_mean": round(statistics.fmean(chunk_tokens), 1) if chunk_tokens else 0.0,
-        "ingest_s": round(report.seconds, 2),
-        "query_p50_ms": _percentile(latencies, 50),
-        "query_p95_ms": _percentile(latencies, 95),
-        "store": settings.vector_store,
-        "embed_model": app.embedder.model_id,
-        "retriever": settings.retriever,
-    }
+
+
+def _squad_judge(questions: Sequence[SquadQuestion]) -> Callable[[list[Source]], int | None]:
+    remaining = iter(questions)
+    return lambda sources: first_hit_rank(sources, next(remaining))
+
+
+def _rank_of(sources: Sequence[Source], doc_id: str) -> int | None:
+    return next((rank for rank, s in enumerate(sources, 1) if s.doc_id == doc_id), None)
 
 
 def _ask(
-    app: RagApp, questions: Sequence[SquadQuestion], top_k: int
+    app: RagApp,
+    questions: Sequence[str],
+    top_k: int,
+    judge: Callable[[list[Source]], int | None],
 ) -> tuple[list[int | None], list[float]]:
     ranks: list[int | None] = []
     latencies: list[float] = []
     for question in questions:
         started = time.perf_counter()
-        sources = app.retrieve(question.question, top_k)
+        sources = app.retrieve(question, top_k)
         latencies.append((time.perf_counter() - started) * 1000)
-        ranks.append(first_hit_rank(sources, question))
+        ranks.append(judge(sources))
     return ranks, latencies
+
+
+def _metrics(name: str, ranks: Sequence[int | None]) -> dict[str, float]:
+    return {
+        **{f"{name}@{k}": _rate(ranks, k) for k in RANKS},
+        "mrr@10": round(sum(1 / r for r in ranks if r and r <= 10) / max(len(ranks), 1), 4),
+    }
+
+
+def _latency(latencies: Sequence[float]) -> dict[str, float]:
+    return {"query_p50_ms": _percentile(latencies, 50), "query_p95_ms": _percentile(latencies, 95)}
+
+
+def _identity(app: RagApp) -> dict[str, str]:
+    return {
+        "store": app.settings.vector_store,
+        "embed_model": app.embedder.model_id,
+        "retriever": app.settings.retriever,
+    }
 
 
 def _rate(ranks: Sequence[int | None], k: int) -> float:

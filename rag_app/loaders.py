@@ -18,6 +18,8 @@ from typing import Any
 
 from llama_index.core import Document
 
+from rag_app.errors import RagAppError
+
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 READERS_BY_SUFFIX = {".pdf": "PDFReader", ".docx": "DocxReader"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -77,7 +79,7 @@ def load_paths(paths: Iterable[Path]) -> tuple[list[Document], list[LoadProblem]
     return documents, problems
 
 
-class LoadError(Exception):
+class LoadError(RagAppError):
     """Why one file cannot be read."""
 
 
