@@ -20,6 +20,7 @@ from rag_app.embeddings import Embedder, build_embedder
 from rag_app.ingestion import Ingestor, IngestReport
 from rag_app.llms import Answer, Answerer, Source, build_answerer
 from rag_app.loaders import documents_from_python, load_paths
+from rag_app.rerank import build_reranker
 from rag_app.retrieval import HybridRetriever, KeywordSync
 from rag_app.settings import Settings, load_settings
 from rag_app.stores.base import Backend, DocRecord
@@ -49,7 +50,12 @@ class RagApp:
             else KeywordSync(self.backend, self._keyword_dir())
         )
         self.retriever = HybridRetriever(
-            self.backend, self.embedder, self.keyword, settings.retriever, settings.top_k
+            self.backend,
+            self.embedder,
+            self.keyword,
+            settings.retriever,
+            settings.top_k,
+            build_reranker(settings.reranker),
         )
         self._answerer: Answerer | None = None
 

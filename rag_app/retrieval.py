@@ -20,6 +20,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from rag_app.embeddings import Embedder
 from rag_app.fusion import fuse
 from rag_app.keyword import KeywordIndex
+from rag_app.rerank import RERANK_CANDIDATES, Reranker
 from rag_app.settings import RetrieverName
 from rag_app.stores.base import Backend
 
@@ -87,6 +88,7 @@ class HybridRetriever(BaseRetriever):
         keyword: KeywordSync | None,
         mode: RetrieverName = "hybrid",
         top_k: int = 5,
+        reranker: Reranker | None = None,
     ) -> None:
         super().__init__()
         self.backend = backend
@@ -94,11 +96,19 @@ class HybridRetriever(BaseRetriever):
         self.keyword = keyword
         self.mode = mode
         self.top_k = top_k
+        self.reranker = reranker
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         return self.search(query_bundle.query_str, self.top_k)
 
     def search(self, query: str, top_k: int) -> list[NodeWithScore]:
+        """The top_k chunks for `query`, reranked when a reranker is configured."""
+        if self.reranker is None:
+            return self._first_stage(query, top_k)
+        candidates = self._first_stage(query, top_k * RERANK_CANDIDATES)
+        return self.reranker.rerank(query, candidates, top_k)
+
+    def _first_stage(self, query: str, top_k: int) -> list[NodeWithScore]:
         if self.mode == "dense":
             return self._dense(query, top_k)
         if self.mode == "keyword":

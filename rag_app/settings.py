@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     chunk_overlap: int = _env("RAG_CHUNK_OVERLAP", 32, ge=0)
     top_k: int = _env("RAG_TOP_K", 5, ge=1, le=100)
     retriever: RetrieverName = _env("RAG_RETRIEVER", "hybrid")
+    reranker: str = _env("RAG_RERANKER", "none")
     memory_index: MemoryIndexName = _env("RAG_MEMORY_INDEX", "exact")
     hnsw_m: int = _env("RAG_HNSW_M", 16, ge=2, le=256)
     hnsw_ef_construction: int = _env("RAG_HNSW_EF_CONSTRUCTION", 100, ge=4, le=4096)
@@ -72,6 +73,13 @@ class Settings(BaseSettings):
         if value == "local" or _has_payload(value, ("openai:", "hf:")):
             return value
         raise ValueError("expected 'local', 'openai:<model>' or 'hf:<name or path>'")
+
+    @field_validator("reranker")
+    @classmethod
+    def _check_reranker(cls, value: str) -> str:
+        if value == "none" or _has_payload(value, ("hf:",)):
+            return value
+        raise ValueError("expected 'none' or 'hf:<cross-encoder name or path>'")
 
     @field_validator("llm")
     @classmethod
