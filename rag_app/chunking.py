@@ -15,6 +15,9 @@ from llama_index.core.schema import TextNode
 #: Room for the model's special tokens ([CLS], [SEP], ...).
 SPECIAL_TOKENS = 6
 MAX_DEFAULT_CHUNK_TOKENS = 512
+#: Metadata that is embedded and keyword-indexed with each chunk (LlamaIndex's "embed" mode):
+#: the document title tells which article a chunk belongs to.
+SEARCHED_METADATA = ("title",)
 
 
 def default_chunk_size(model_max_tokens: int) -> int:
@@ -38,13 +41,22 @@ class Chunker:
             chunk_overlap=chunk_overlap,
             tokenizer=tokenize,
             paragraph_separator="\n\n",
-            include_metadata=False,
+            include_metadata=True,
             include_prev_next_rel=False,
         )
 
     def split(self, document: Document) -> list[TextNode]:
-        """Chunks of one document with `start_char_idx` / `end_char_idx` set."""
-        plain = Document(id_=document.doc_id, text=document.text)
+        """Chunks of one document with `start_char_idx` / `end_char_idx` set.
+
+        The SEARCHED_METADATA keys are embedded with every chunk, so the splitter leaves room
+        for them within the chunk size.
+        """
+        plain = Document(
+            id_=document.doc_id,
+            text=document.text,
+            metadata={k: v for k, v in document.metadata.items() if k in SEARCHED_METADATA},
+            metadata_template="{key}: {value}",
+        )
         nodes = self._splitter.get_nodes_from_documents([plain])
         cursor = 0
         for node in nodes:

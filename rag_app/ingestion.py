@@ -23,11 +23,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from llama_index.core import Document
-from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+from llama_index.core.schema import (
+    BaseNode,
+    MetadataMode,
+    NodeRelationship,
+    RelatedNodeInfo,
+    TextNode,
+)
 from llama_index.core.vector_stores.utils import node_to_metadata_dict
 from tqdm.auto import tqdm
 
-from rag_app.chunking import Chunker
+from rag_app.chunking import SEARCHED_METADATA, Chunker
 from rag_app.embeddings import Embedder
 from rag_app.loaders import LoadProblem
 from rag_app.stores.base import Backend, DocRecord, chunk_ids
@@ -151,6 +157,7 @@ class Ingestor:
         chunks = self.chunker.split(document)
         ids = chunk_ids(document.doc_id, len(chunks))
         metadata = flatten_metadata(document.metadata)
+        hidden = [k for k in metadata if k not in SEARCHED_METADATA] + ["doc_id", "chunk_index"]
         nodes = []
         for index, (chunk, chunk_id) in enumerate(zip(chunks, ids, strict=True)):
             node = TextNode(
@@ -159,8 +166,8 @@ class Ingestor:
                 start_char_idx=chunk.start_char_idx,
                 end_char_idx=chunk.end_char_idx,
                 metadata={**metadata, "doc_id": document.doc_id, "chunk_index": index},
-                excluded_embed_metadata_keys=list(metadata) + ["doc_id", "chunk_index"],
-                excluded_llm_metadata_keys=list(metadata) + ["doc_id", "chunk_index"],
+                excluded_embed_metadata_keys=hidden,
+                excluded_llm_metadata_keys=hidden,
             )
             node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=document.doc_id)
             nodes.append(node)
@@ -189,7 +196,8 @@ class Ingestor:
 
     def _write_group(self, group: list[_Pending], report: IngestReport) -> None:
         nodes = [n for p in group for n in p.nodes]
-        vectors = self.embedder.embed_texts([n.get_content() for n in nodes])
+        texts = [searched_text(n) for n in nodes]
+        vectors = self.embedder.embed_texts(texts)
         for node, vector in zip(nodes, vectors, strict=True):
             node.embedding = vector.tolist()
         self.backend.put_documents(
@@ -206,7 +214,7 @@ class Ingestor:
         stale = [i for p in group for i in chunk_ids(p.record.doc_id, p.old_chunks, len(p.nodes))]
         self.backend.delete_chunks(stale)
         for listener in self.listeners:
-            listener.chunks_written([n.node_id for n in nodes], [n.get_content() for n in nodes])
+            listener.chunks_written([n.node_id for n in nodes], texts)
             listener.chunks_deleted(stale)
         report.chunks_written += len(nodes)
         report.chunks_deleted += len(stale)
@@ -228,6 +236,11 @@ class Ingestor:
             listener.chunks_deleted(ids)
         self.backend.remove_documents(r.doc_id for r in found)
         return missing
+
+
+def searched_text(node: BaseNode) -> str:
+    """What is embedded and keyword-indexed for a chunk: its text under its title."""
+    return node.get_content(metadata_mode=MetadataMode.EMBED)
 
 
 def _unique(documents: Iterable[Document], report: IngestReport) -> list[Document]:

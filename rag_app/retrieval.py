@@ -19,6 +19,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from rag_app.embeddings import Embedder
 from rag_app.fusion import fuse
+from rag_app.ingestion import searched_text
 from rag_app.keyword import KeywordIndex
 from rag_app.rerank import RERANK_CANDIDATES, Reranker
 from rag_app.settings import RetrieverName
@@ -53,7 +54,7 @@ class KeywordSync:
         index = KeywordIndex()
         ids = [i for r in self.backend.documents().values() for i in r.chunk_ids()]
         nodes = self.backend.fetch_nodes(ids) if ids else {}
-        index.add(list(nodes), [n.get_content() for n in nodes.values()])
+        index.add(list(nodes), [searched_text(n) for n in nodes.values()])
         self._save(index, fingerprint)
         return index
 
