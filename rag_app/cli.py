@@ -73,15 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
     pairs.add_argument("--top-k", type=int, default=10)
     pairs.add_argument("--json", action="store_true")
 
-    local = commands.add_parser(
-        "pinecone-local", help="run the local Pinecone-compatible development server"
+    commands.add_parser(
+        "pinecone-local",
+        help="run the local Pinecone-compatible development server (--help for its options)",
+        add_help=False,
     )
-    local.add_argument("server_args", nargs=argparse.REMAINDER)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_libraries()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["pinecone-local"]:
+        from rag_app.pinecone_local import main as serve
+
+        return serve(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
@@ -97,10 +103,6 @@ def _run(args: argparse.Namespace) -> int:
     from rag_app.logs import configure_logging
     from rag_app.settings import load_settings
 
-    if args.command == "pinecone-local":
-        from rag_app.pinecone_local import main as serve
-
-        return serve(args.server_args)
     settings = load_settings()
     configure_logging(settings)
     if args.command == "config":

@@ -113,7 +113,7 @@ def test_stores_reports_why_a_backend_is_unusable(make_settings: Callable[..., S
     )
 
 
-@pytest.mark.parametrize("backend_name", ["memory", "chroma-server"], indirect=True)
+@pytest.mark.parametrize("backend_name", ["memory", "chroma-server", "pinecone"], indirect=True)
 def test_killed_ingest_rerun_ends_with_the_exact_chunk_count(
     cli_settings: Settings, make_settings: Callable[..., Settings], embedder
 ) -> None:
@@ -149,3 +149,29 @@ def test_killed_ingest_rerun_ends_with_the_exact_chunk_count(
     assert app.backend.count() == expected
     app.backend.drop()
     app.close()
+
+
+def test_pinecone_local_command_serves_the_app(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    from tests.support.ports import free_port
+
+    port = free_port()
+    server = subprocess.Popen(
+        rag_app_command("pinecone-local", "--port", str(port)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert "control plane on http://127.0.0.1:" in (
+            server.stdout.readline() if server.stdout else ""
+        )
+        settings = make_settings(vector_store="pinecone", pinecone_host=f"http://127.0.0.1:{port}")
+        ingest = run(settings, "ingest", str(write_docs(Path("docs"), 2)))
+        assert ingest.returncode == 0, ingest.stderr
+        retrieved = json.loads(run(settings, "retrieve", "topic1", "--json").stdout)
+        assert retrieved[0]["doc_id"] == "docs/doc0001.txt"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
