@@ -51,7 +51,7 @@ bench: install-dev
 	$(BIN)/python -m benchmarks.run
 
 notebooks: install-dev
-	$(BIN)/python -m rag_app.notebooks --keep-outputs
+	$(BIN)/python notebooks/run.py --keep-outputs --scale full
 
 clean:
 	rm -rf $(VENV) .rag_data

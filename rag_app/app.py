@@ -37,6 +37,7 @@ class RagApp:
         embedder: Embedder | None = None,
     ) -> None:
         self.settings = settings
+        self._owns_embedder = embedder is None
         self.embedder = embedder or build_embedder(settings)
         self.backend: Backend = open_backend(settings, lambda: self.embedder.dimension, collection)
         self.chunker = Chunker(
@@ -58,6 +59,7 @@ class RagApp:
             build_reranker(settings.reranker),
         )
         self._answerer: Answerer | None = None
+        self._embedding_checked = False
 
     @classmethod
     def from_env(cls, collection: str | None = None, **overrides: Any) -> RagApp:
@@ -115,7 +117,9 @@ class RagApp:
 
     def retrieve(self, question: str, top_k: int | None = None) -> list[Source]:
         """The sources for a question, best first (no answer)."""
-        self.backend.check_embedding(self.embedder.model_id, self.embedder.dimension)
+        if not self._embedding_checked:
+            self.backend.check_embedding(self.embedder.model_id, self.embedder.dimension)
+            self._embedding_checked = True
         found = self.retriever.search(question, top_k or self.settings.top_k)
         return [_source(number, hit) for number, hit in enumerate(found, start=1)]
 
@@ -156,7 +160,7 @@ class RagApp:
 
     def close(self) -> None:
         self.backend.close()
-        if self.embedder.cache:
+        if self._owns_embedder and self.embedder.cache:
             self.embedder.cache.close()
 
     def __enter__(self) -> RagApp:
