@@ -4,10 +4,17 @@
 contract every backend keeps (each fix is covered by the conformance suite):
 - `add` used `collection.add`, which keeps the old text when an id exists: we `upsert`;
 - batches were a hard-coded 41665 while chromadb reports `get_max_batch_size()` (5461 in 1.5);
-- `clear()` and `delete_nodes(filters=...)` raised on an empty collection;
+- `clear()` raised on an empty collection, and `delete_nodes(filters=...)` raised on every
+  collection (it sends `ids=[]`, which chromadb 1.5 rejects even alongside a `where`);
+- `add` rejected metadata with an empty list (chromadb refuses `[]`): we leave it out of the
+  filterable fields (the node keeps it);
 - scores were `exp(-distance)`; with the cosine space we return `1 - distance`, the cosine
   similarity that memory and Pinecone return.
 The catalog lives in a side collection `<collection>__catalog` on the same client.
+
+chromadb's HttpClient retries nothing, so requests to a Chroma server go through
+`rag_app.retry` (bounded, jittered exponential backoff on connection errors and 408/429/5xx):
+a server that restarts during an ingest costs a pause, not a failed command.
 """
 
 from __future__ import annotations
@@ -18,16 +25,23 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import chromadb
+import httpx
 from llama_index.core.schema import BaseNode, MetadataMode, TextNode
 from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryResult
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 from llama_index.vector_stores.chroma import ChromaVectorStore
+from llama_index.vector_stores.chroma.base import _to_chroma_filter
 
 from rag_app.errors import ConfigError, RagAppError
+from rag_app.retry import DEFAULT_POLICY, RetryPolicy, install_retries
 from rag_app.settings import Settings
 from rag_app.stores.base import Backend, batched
 
 CATALOG_SUFFIX = "__catalog"
+#: Retries for requests to a Chroma server (tests shorten it).
+RETRY_POLICY: RetryPolicy = DEFAULT_POLICY
+#: A dead server fails fast on connect; a big upsert may take a while to answer.
+HTTP_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
 
 
 class FixedChromaVectorStore(ChromaVectorStore):
@@ -45,9 +59,10 @@ class FixedChromaVectorStore(ChromaVectorStore):
         return [n.node_id for n in nodes]
 
     def delete_nodes(self, node_ids: list[str] | None = None, filters: Any = None) -> None:
-        if self._collection.count() == 0:
+        where = _to_chroma_filter(filters) if filters else None
+        if not node_ids and not where:
             return
-        super().delete_nodes(node_ids=node_ids, filters=filters)
+        self._collection.delete(ids=node_ids or None, where=where)
 
     def clear(self) -> None:
         batch = self._collection._client.get_max_batch_size()
@@ -66,8 +81,12 @@ class FixedChromaVectorStore(ChromaVectorStore):
 
 
 def _chroma_metadata(node: BaseNode) -> dict[str, Any]:
+    """The filterable fields Chroma accepts: no None, no empty list (chromadb rejects both).
+
+    What a query returns is the node's own metadata, kept whole in `_node_content`.
+    """
     metadata = node_to_metadata_dict(node, remove_text=True, flat_metadata=False)
-    return {k: v for k, v in metadata.items() if v is not None}
+    return {k: v for k, v in metadata.items() if v is not None and v != []}
 
 
 class ChromaBackend(Backend):
@@ -189,6 +208,9 @@ def _client(settings: Settings) -> Any:
                 "with `chroma run --path DIR --port PORT`, fix CHROMA_HOST / CHROMA_PORT, or "
                 "unset CHROMA_HOST to use embedded Chroma."
             ) from None
+        session = client._server._session  # chromadb exposes no hook for its HTTP transport
+        session.timeout = HTTP_TIMEOUT
+        install_retries(session, f"Chroma server {_location(settings)}", RETRY_POLICY)
         return client
     settings.resolved_chroma_path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(settings.resolved_chroma_path))

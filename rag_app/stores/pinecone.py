@@ -11,25 +11,36 @@ contract every backend keeps (each fix is covered by the conformance suite):
 - `add` stored ids as `ref_doc_id#node_id` while `delete_nodes` and `get_nodes` use the bare
   node id, so deleting chunks by id deleted nothing: we store the node id as is;
 - `delete(ref_doc_id)` fell back to listing ids by a bare prefix, so deleting `doc1` also
-  deleted `doc10#...`: we delete by an exact metadata filter on `ref_doc_id`;
-- `namespace=None` was sent as JSON null: we always send a string ("" is the default namespace);
-- upserts are split by Pinecone's request limits (1000 vectors, 2 MB), not a fixed count.
+  deleted `doc10#...`: we delete by an exact metadata filter on `ref_doc_id` only, and an
+  index that refuses filtered deletes raises instead of deleting by prefix;
+- `namespace=None` (the default) reached the SDK, which sends it as JSON null in delete
+  requests: we store "" (Pinecone's default namespace), so every call passes a string;
+- upserts are split by Pinecone's request limits (1000 vectors, 2 MB), not a fixed count;
+- numpy floats in embeddings (`list(array)`) made the SDK's JSON encoder fail, where memory and
+  Chroma accept them: we send plain floats.
 The catalog is a side namespace `<namespace>__catalog` of the same index.
+
+The SDK retries 408/429/5xx and connection errors, but `Pinecone.Index()` does not pass the
+client's `RetryConfig` on (the data plane keeps the default of 3 retries), so the data-plane
+index also goes through `rag_app.retry` (bounded, jittered exponential backoff).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from llama_index.core.schema import BaseNode, TextNode
+from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryResult
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 from llama_index.vector_stores.pinecone import PineconeVectorStore
 from pinecone import Pinecone, ServerlessSpec
 from pinecone.errors.exceptions import PineconeException
 
 from rag_app.errors import ConfigError, EmbeddingMismatchError, RagAppError
+from rag_app.retry import DEFAULT_POLICY, RetryingProxy
 from rag_app.settings import Settings
 from rag_app.stores.base import Backend, batched
 
@@ -39,22 +50,31 @@ MAX_UPSERT_BYTES = 2 * 1024 * 1024
 #: Headroom under MAX_UPSERT_BYTES for the JSON around each vector.
 REQUEST_OVERHEAD = 64 * 1024
 FETCH_BATCH = 100
+#: Retries of data-plane calls, on top of the SDK's own (see the module docstring).
+RETRY_POLICY = DEFAULT_POLICY
 
 
 class FixedPineconeVectorStore(PineconeVectorStore):
     """PineconeVectorStore with bare node ids, exact document deletes and size-aware batches."""
 
+    def __init__(self, *args: Any, namespace: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, namespace=namespace or "", **kwargs)
+
     def add(self, nodes: list[BaseNode], **add_kwargs: Any) -> list[str]:
         entries = [_entry(n, self.flat_metadata) for n in nodes]
         for part in split_upserts(entries):
-            self._pinecone_index.upsert(
-                vectors=part, namespace=self.namespace or "", show_progress=False
-            )
+            self._pinecone_index.upsert(vectors=part, namespace=self.namespace, show_progress=False)
         return [n.node_id for n in nodes]
+
+    def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        if query.query_embedding is not None:
+            embedding = [float(v) for v in query.query_embedding]
+            query = replace(query, query_embedding=embedding)
+        return super().query(query, **kwargs)
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         self._pinecone_index.delete(
-            filter={"ref_doc_id": {"$eq": ref_doc_id}}, namespace=self.namespace or ""
+            filter={"ref_doc_id": {"$eq": ref_doc_id}}, namespace=self.namespace
         )
 
 
@@ -62,7 +82,7 @@ def _entry(node: BaseNode, flat_metadata: bool) -> dict[str, Any]:
     metadata = node_to_metadata_dict(node, remove_text=False, flat_metadata=flat_metadata)
     return {
         "id": node.node_id,
-        "values": node.get_embedding(),
+        "values": [float(v) for v in node.get_embedding()],
         "metadata": {k: v for k, v in metadata.items() if v is not None},
     }
 
@@ -101,7 +121,9 @@ class PineconeBackend(Backend):
             f"{settings.pinecone_host or 'Pinecone'} index {self.index_name!r} "
             f"namespace {self.namespace!r}"
         )
-        self.index = self._open_index(settings, dimension)
+        self.index = RetryingProxy(
+            self._open_index(settings, dimension), f"Pinecone {self.location}", RETRY_POLICY
+        )
         self.dimension = dimension
         self.vector_store = FixedPineconeVectorStore(
             pinecone_index=self.index, namespace=self.namespace
@@ -174,10 +196,15 @@ class PineconeBackend(Backend):
         return int(namespace.vector_count) if namespace else 0
 
     def _list_ids(self, namespace: str) -> list[str]:
+        """Every id in `namespace`, one retried request per page."""
         ids: list[str] = []
-        for page in self.index.list(namespace=namespace):
-            ids.extend(entry if isinstance(entry, str) else entry.id for entry in page)
-        return ids
+        token: str | None = None
+        while True:
+            page = self.index.list_paginated(namespace=namespace, pagination_token=token)
+            ids.extend(entry.id for entry in page.vectors or [])
+            token = page.pagination.next if page.pagination else None
+            if not token:
+                return ids
 
     def read_records(self) -> dict[str, dict[str, Any]]:
         ids = self._list_ids(self.catalog_namespace)

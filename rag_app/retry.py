@@ -1,0 +1,190 @@
+"""Bounded retries, with jittered exponential backoff, for transient vector-store failures.
+
+A Chroma server restarting, a keep-alive connection dropped by a proxy or a 503 under load are
+ordinary events; an ingest that dies on the first one leaves the user to re-run it by hand.
+Only failures that can succeed on a later attempt are retried: connection refused or reset,
+timeouts and the statuses 408, 429 and 5xx. Any other error (a 400 for a bad request, a 404
+for a missing collection) is the caller's and fails at once. Retries are bounded in attempts
+and in time, and the jitter keeps many clients from retrying in lockstep.
+
+chromadb's `HttpClient` retries nothing, so `RetryingTransport` wraps its HTTP transport.
+The Pinecone SDK (9.1) retries these failures itself, but its data-plane `Index` ignores the
+client's `RetryConfig` and keeps the SDK default (3 retries), so `RetryingProxy` wraps the
+index too. The OpenAI client has its own `max_retries`. Every call retried here is safe to
+repeat: rag-app writes with upserts and deletes, never inserts that fail on an existing id.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from rag_app.errors import RagAppError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Statuses that say "try again later" rather than "this request is wrong".
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: Connection refused or reset, timeouts: the server may answer a later attempt.
+NETWORK_ERRORS = (httpx.TransportError, ConnectionError, TimeoutError)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long to keep trying: at most `attempts` calls and about `max_seconds` in total."""
+
+    attempts: int = 6
+    max_seconds: float = 30.0
+    #: First wait; each later wait doubles, up to `max_wait`, plus up to `jitter` seconds.
+    initial_wait: float = 0.5
+    max_wait: float = 8.0
+    jitter: float = 0.5
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+
+class TransientStatusError(Exception):
+    """A server answered with a status that may succeed on a later attempt."""
+
+    def __init__(self, status: int, target: str) -> None:
+        super().__init__(f"{target} answered HTTP {status}")
+        self.status = status
+
+
+class RetriesExhaustedError(RagAppError):
+    """A transient failure lasted through every attempt the policy allows."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures worth another attempt (network, timeouts, 408/429/5xx).
+
+    SDK errors count by what they carry: an HTTP `status_code` (Pinecone's `RateLimitError`,
+    `ServiceError`) or a network failure as their cause (Pinecone's `PineconeConnectionError`).
+    """
+    if isinstance(exc, (*NETWORK_ERRORS, TransientStatusError)):
+        return True
+    if getattr(exc, "status_code", None) in TRANSIENT_STATUSES:
+        return True
+    return isinstance(exc.__cause__, NETWORK_ERRORS)
+
+
+def call_with_retries(call: Callable[[], T], what: str, policy: RetryPolicy = DEFAULT_POLICY) -> T:
+    """`call()`, retried on transient failures; other exceptions propagate at once.
+
+    Raises `RetriesExhaustedError`, naming `what`, the attempts and the last failure, when the
+    policy's attempts or time run out.
+    """
+    retrying = Retrying(
+        retry=retry_if_exception(is_transient),
+        stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_seconds),
+        wait=wait_exponential_jitter(
+            multiplier=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter
+        ),
+        before_sleep=lambda state: _log_retry(what, state),
+    )
+    try:
+        return retrying(call)
+    except RetryError as exc:
+        state = exc.last_attempt
+        last = state.exception()
+        raise RetriesExhaustedError(
+            f"{what} failed {state.attempt_number} times (transient errors, retried for "
+            f"up to {policy.max_seconds:.0f} s); last error: {last}. Check that the server is "
+            "running and reachable, then run the same command again: it resumes safely."
+        ) from last
+
+
+def _log_retry(what: str, state: RetryCallState) -> None:
+    outcome = state.outcome
+    error = outcome.exception() if outcome is not None else None
+    wait = state.next_action.sleep if state.next_action is not None else 0.0
+    log.warning(
+        "%s: attempt %d failed (%s); retrying in %.1f s", what, state.attempt_number, error, wait
+    )
+
+
+class RetryingProxy:
+    """`target` with every method call retried by `call_with_retries` (for SDK clients).
+
+    Only for clients whose calls are all safe to repeat; a method returning a lazy iterator is
+    retried when called, not while iterated, so page through such results with single calls.
+    """
+
+    def __init__(self, target: Any, name: str, policy: RetryPolicy = DEFAULT_POLICY) -> None:
+        self._target = target
+        self._name = name
+        self._policy = policy
+
+    def __getattr__(self, attribute: str) -> Any:
+        value = getattr(self._target, attribute)
+        if not callable(value):
+            return value
+
+        @functools.wraps(value)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            what = f"{self._name}: {attribute}"
+            return call_with_retries(lambda: value(*args, **kwargs), what, self._policy)
+
+        return call
+
+
+class RetryingTransport(httpx.BaseTransport):
+    """An httpx transport that retries transient failures of the transport it wraps."""
+
+    def __init__(
+        self, inner: httpx.BaseTransport, name: str, policy: RetryPolicy = DEFAULT_POLICY
+    ) -> None:
+        self.inner = inner
+        self.name = name
+        self.policy = policy
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        what = f"{self.name}: {request.method} {request.url.path}"
+        return call_with_retries(lambda: self._send(request, what), what, self.policy)
+
+    def _send(self, request: httpx.Request, what: str) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if response.status_code in TRANSIENT_STATUSES:
+            response.read()
+            response.close()
+            raise TransientStatusError(response.status_code, what)
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def install_retries(session: httpx.Client, name: str, policy: RetryPolicy = DEFAULT_POLICY) -> None:
+    """Route every request of `session` (proxies included) through one `RetryingTransport`.
+
+    Idempotent: clients that share a session (chromadb caches one per server) are wrapped once,
+    and the latest `name` and `policy` apply.
+    """
+    session._transport = _retrying(session._transport, name, policy)
+    for pattern, transport in list(session._mounts.items()):
+        if transport is not None:
+            session._mounts[pattern] = _retrying(transport, name, policy)
+
+
+def _retrying(transport: httpx.BaseTransport, name: str, policy: RetryPolicy) -> RetryingTransport:
+    if isinstance(transport, RetryingTransport):
+        transport.name, transport.policy = name, policy
+        return transport
+    return RetryingTransport(transport, name, policy)
