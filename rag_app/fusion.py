@@ -13,24 +13,29 @@ which for BM25 is 0 unless the list was cut at its depth) and blended with per-q
   of chunks that matched no query term, so one lone match counts as confident), times the
   relative spread (top - floor) / top, so a flat list of weak matches counts for little.
 * dense confidence: the z-score of the top similarity, times trust = a + (1 - a) * 0.05 with
-  a = (overlap of the two top-10 sets)^2. Dense models fail silently (they always return
+  a = the overlap of the two top-10 sets. Dense models fail silently (they always return
   neighbours), BM25 fails visibly (nothing or everything weakly matches); a good dense model
-  shares much of its top 10 with BM25 (0.65 of its top 5 on English XQuAD) and a wrong-language
-  one does not (0.22-0.26 on Korean KLUE and Chinese XQuAD). The 5% floor lets a peaked dense
-  list win when BM25 is flat noise.
+  shares much of its top 10 with BM25 (median 0.4 per query on English XQuAD) and a
+  wrong-language one does not (0.1 on Korean KLUE and Chinese XQuAD). The 5% floor lets a
+  peaked dense list win when BM25 is flat noise.
 
-Measured with ``benchmarks/retrieval_fusion.py`` (hit@1 / hit@5; KLUE-STS dev, 110 queries,
-Korean tokenized with kiwi+bigrams; XQuAD 300 questions each; "good dense" = MiniLM reading the
-English originals of the Chinese XQuAD questions and paragraphs, a multilingual model stand-in):
+Trust was a**2 until the keyword side improved (``rag_app/keyword.py``): squaring held a good
+dense list at a median 0.16 of the weight on English, where a fixed blend is best at ~0.4;
+linear trust gives agreeing lists more weight and still little to noise (a chance overlap of
+one chunk in ten gives a noise list ~0.15 trust). Measured through the app's own chunks (the data of
+``benchmarks/retrieval_quality.py``: XQuAD all 1190 questions, KLUE-STS dev 110 queries, 20
+candidates per retriever; hit@1 / hit@5, KLUE recall@1 / @5; "good dense" = MiniLM reading the
+English originals of the Chinese questions and paragraphs, a multilingual model stand-in):
 
 =========================  ===========  ===========  ===========  ==============
 method                     KLUE ko      XQuAD en     XQuAD zh     zh, good dense
 =========================  ===========  ===========  ===========  ==============
-keyword (BM25)             0.809 0.964  0.930 0.963  0.887 0.957  0.887 0.957
-dense (MiniLM)             0.318 0.473  0.847 0.963  0.080 0.220  0.673 0.963
-RRF (k=60)                 0.555 0.836  0.917 0.973  0.283 0.860  0.817 0.960
-min-max, equal weights     0.564 0.909  0.940 0.980  0.327 0.937  0.910 0.983
-``fuse`` (this module)     0.818 0.964  0.937 0.973  0.867 0.953  0.903 0.960
+keyword (BM25)             0.827 0.973  0.938 0.990  0.926 0.987  0.926 0.987
+dense (MiniLM)             0.318 0.473  0.844 0.976  0.135 0.306  0.760 0.973
+RRF (k=60)                 0.536 0.855  0.898 0.994  0.340 0.871  0.866 0.989
+min-max, equal weights     0.564 0.909  0.940 0.996  0.441 0.967  0.940 0.994
+``fuse``, trust a**2       0.809 0.973  0.950 0.992  0.923 0.987  0.939 0.989
+``fuse`` (this module)     0.809 0.973  0.951 0.993  0.918 0.987  0.940 0.991
 =========================  ===========  ===========  ===========  ==============
 
 ``fuse`` stays within 0.02 of the better single retriever everywhere (RRF loses up to 0.6) and
@@ -38,7 +43,11 @@ lets a useful dense list add to BM25. During design, confidence weights without 
 term lost 0.07-0.14 hit@1 on Korean and Chinese; the 5% floor and the spread factor (robustness
 to keyword noise) together cost 0.02 hit@1 on Chinese with noise dense. A fixed 50/50 blend is
 0.003-0.023 better where both lists are good but collapses where dense is noise, which zero
-configuration cannot rule out.
+configuration cannot rule out. Tried and dropped: square-root trust (+0.001 on English, -0.022
+on Chinese), a 0.15-0.2 floor (+0.002 on English, but noise lists get ~0.2 of the weight),
+top-5, top-20 or rank-biased overlap as the agreement (all within 0.005), z-score instead of
+min-max scaling (no gain on English), adding each chunk's document's best scores (no gain: the
+"wrong article" misses are questions that name no article-specific term).
 """
 
 from __future__ import annotations
@@ -50,7 +59,7 @@ import numpy as np
 Ranking = list[tuple[str, float]]
 
 AGREEMENT_DEPTH = 10
-AGREEMENT_POWER = 2.0
+AGREEMENT_POWER = 1.0
 DENSE_PRIOR = 0.05
 RRF_K = 60
 

@@ -7,14 +7,41 @@ and "databases" becomes "database", so tokenization is language-aware:
 * Korean goes through kiwipiepy's morphological analyser, which keeps content morphemes (nouns,
   verb/adjective stems, roots, numerals) and drops particles and endings, plus character bigrams
   of Hangul runs, which catch compounds and spacing variants kiwi splits differently. Measured
-  on KLUE-STS dev (110 queries, ``benchmarks/retrieval_fusion.py``), recall@1 / @5 / @10:
+  on KLUE-STS dev (110 queries, ``benchmarks/retrieval_fusion.py``, k1 1.5, b 0.75), R@1/5/10:
   kiwi 0.827 / 0.909 / 0.955, bigrams 0.764 / 0.936 / 0.982, both 0.809 / 0.964 / 0.991.
   Both is the default: a RAG answer reads the top 5-10 chunks, where it is clearly best.
   Kiwi costs ~100k Korean characters/s (2 cores); the rest of the tokenizer is ~100x faster.
-* Latin-script words are lowercased, English stopwords removed and Snowball-stemmed (PyStemmer).
+* Latin-script words are lowercased, English stopwords removed (NLTK's list of 179, which has
+  the question words "what", "which", "who", ...; Lucene's 33 do not) and Snowball-stemmed
+  (PyStemmer). Adjacent kept words also form a phrase term ("josh norman"), so a chunk with the
+  query's phrase beats one with its words scattered.
 * Chinese and Japanese (Han and Kana runs) have no spaces: character unigrams plus bigrams.
 * Digit runs are kept as tokens. Any mix of the above in one string is handled, and text that has
   no Hangul never touches kiwi.
+* Queries also lose their question words: Chinese ones (什么, 哪个, 多少, ...) split the Han run
+  before n-gramming, Korean ones (무엇, 언제, 어떻, ...) are found by kiwi and blanked before
+  bigramming. They say what is asked, not what the answer's text contains, and as rare n-grams
+  they pull towards chunks that happen to contain a question.
+
+BM25 uses k1=1.2, b=0.6 instead of bm25s's 1.5 / 0.75: chunks are already length-bounded, so a
+short chunk is usually a document's tail, not a focused one, and needs less of a length bonus.
+
+Measured through the app's own chunks (``benchmarks/retrieval_quality.py`` data; keyword-only
+hit@1 / hit@5, XQuAD all 1190 questions, KLUE-STS dev recall@1 / @5, 110 queries), each row
+adding to the one above:
+
+=================================  ===========  ===========  ===========
+keyword retriever                  XQuAD en     XQuAD zh     KLUE ko
+=================================  ===========  ===========  ===========
+Lucene stopwords, k1 1.5, b 0.75   0.922 0.987  0.909 0.987  0.809 0.964
++ NLTK stopwords                   0.925 0.990  0.909 0.987  0.809 0.964
++ phrase terms                     0.933 0.990  0.909 0.987  0.818 0.964
++ query question words (zh, ko)    0.933 0.990  0.915 0.987  0.827 0.973
++ k1 1.2, b 0.6                    0.938 0.990  0.926 0.987  0.827 0.973
+=================================  ===========  ===========  ===========
+
+Tried and dropped: BM25+ and BM25L (within 0.006 of Lucene BM25 on English), adding a fraction
+of the neighbouring chunks' scores (sentence-window style; -0.002 to -0.02 hit@1 on en and zh).
 
 ``KeywordIndex`` scores with bm25s, which has no incremental add: per-chunk token ids are kept,
 changes mark the index stale, and the next search rebuilds the matrix from the stored ids without
@@ -23,6 +50,7 @@ re-tokenizing (numpy, ~0.1 s for 10k and ~4.5 s for 100k chunks of ~320 tokens o
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -35,7 +63,7 @@ from typing import Any, Literal
 import bm25s
 import numpy as np
 import Stemmer
-from bm25s.stopwords import STOPWORDS_EN
+from bm25s.stopwords import STOPWORDS_EN_PLUS
 
 from rag_app.errors import RagAppError
 
@@ -43,9 +71,12 @@ KoreanMode = Literal["kiwi", "bigram", "kiwi+bigram"]
 KOREAN_MODES: tuple[KoreanMode, ...] = ("kiwi", "bigram", "kiwi+bigram")
 DEFAULT_KOREAN_MODE: KoreanMode = "kiwi+bigram"
 
-TOKENIZER_VERSION = 1
+TOKENIZER_VERSION = 2
 _FORMAT_VERSION = 1
 _INDEX_FILE = "keyword_index.npz"
+#: Term saturation and length normalisation (module docstring: measured against 1.5 / 0.75).
+BM25_K1 = 1.2
+BM25_B = 0.6
 
 _HANGUL = "\u1100-\u11ff\u3130-\u318f\uac00-\ud7a3"
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -59,7 +90,17 @@ _HAS_HANGUL = re.compile(f"[{_HANGUL}]")
 # Kiwi tags of content morphemes: general/proper nouns, numerals, verb and adjective stems,
 # roots, Hanja. Particles (J*), endings (E*), affixes (X*N/XS*), bound nouns and pronouns go.
 _KIWI_CONTENT_TAGS = frozenset({"NNG", "NNP", "NR", "VV", "VA", "XR", "SH"})
-_STOPWORDS = frozenset(STOPWORDS_EN)
+_STOPWORDS = frozenset(STOPWORDS_EN_PLUS)
+#: Joins the two words of an English phrase term; never part of a single-word token.
+_PHRASE_JOINER = " "
+# Query-side stopwords. Chinese: longest first, so 为什么 goes before 什么. Korean: kiwi forms,
+# so 어디 inside another word stays.
+_ZH_QUESTION = re.compile(
+    "为什么|为何|什么|哪里|哪儿|哪个|哪些|哪|谁|多少|几|怎么|怎样|如何|是否|吗|呢"
+)
+_KO_QUESTION = frozenset(
+    {"무엇", "뭐", "누구", "언제", "어디", "어떻", "어떤", "어느", "얼마", "얼마나", "몇", "왜"}
+)
 
 _kiwi: Any = None
 _kiwi_lock = threading.Lock()
@@ -113,7 +154,9 @@ def _regex_tokens(text: str, korean_bigrams: bool) -> list[str]:
         elif korean_bigrams:
             tokens.extend(_hangul_bigrams(value))
     if words:
-        tokens.extend(_stemmer().stemWords(words))
+        stems = _stemmer().stemWords(words)
+        tokens.extend(stems)
+        tokens.extend(f"{a}{_PHRASE_JOINER}{b}" for a, b in itertools.pairwise(stems))
     return tokens
 
 
@@ -132,7 +175,14 @@ def _kiwi_tokens(analysed: Iterable[Any]) -> list[str]:
     return tokens
 
 
-def _combine(text: str, analysed: Iterable[Any] | None, mode: KoreanMode) -> list[str]:
+def _combine(
+    text: str, analysed: Iterable[Any] | None, mode: KoreanMode, query: bool = False
+) -> list[str]:
+    if query:
+        # Same-length blanks, so kiwi's character offsets still point into ``text``.
+        text = _ZH_QUESTION.sub(lambda match: " " * len(match.group()), text)
+        if analysed is not None:
+            analysed, text = _without_question_words(analysed, text)
     if analysed is None:
         return _regex_tokens(text, korean_bigrams=mode == "bigram")
     tokens = _kiwi_tokens(analysed)
@@ -143,15 +193,32 @@ def _combine(text: str, analysed: Iterable[Any] | None, mode: KoreanMode) -> lis
     return tokens
 
 
-def tokenize(text: str, *, korean: KoreanMode = DEFAULT_KOREAN_MODE) -> list[str]:
-    """Split ``text`` (any mix of Korean, English, Chinese, Japanese, digits) into BM25 terms."""
+def _without_question_words(analysed: Iterable[Any], text: str) -> tuple[list[Any], str]:
+    """``text`` with Korean question words blanked too, and kiwi's morphemes that still show."""
+    chars = list(text)
+    analysed = list(analysed)
+    for token in analysed:
+        if token.form in _KO_QUESTION:
+            chars[token.start : token.start + token.len] = " " * token.len
+    blanked = "".join(chars)
+    kept = [t for t in analysed if blanked[t.start : t.start + t.len].strip()]
+    return kept, blanked
+
+
+def tokenize(
+    text: str, *, korean: KoreanMode = DEFAULT_KOREAN_MODE, query: bool = False
+) -> list[str]:
+    """Split ``text`` (any mix of Korean, English, Chinese, Japanese, digits) into BM25 terms.
+
+    ``query=True`` also drops Chinese and Korean question words (English ones are stopwords).
+    """
     needs_kiwi = korean != "bigram" and _HAS_HANGUL.search(text) is not None
     analysed = _get_kiwi().tokenize(text) if needs_kiwi else None
-    return _combine(text, analysed, korean)
+    return _combine(text, analysed, korean, query)
 
 
 def tokenize_many(
-    texts: Sequence[str], *, korean: KoreanMode = DEFAULT_KOREAN_MODE
+    texts: Sequence[str], *, korean: KoreanMode = DEFAULT_KOREAN_MODE, query: bool = False
 ) -> list[list[str]]:
     """``tokenize`` for a batch: kiwi analyses the Korean texts together, which is faster."""
     korean_idx = [
@@ -161,7 +228,7 @@ def tokenize_many(
     if korean_idx:
         batch = _get_kiwi().tokenize(texts[i] for i in korean_idx)
         analyses = dict(zip(korean_idx, batch, strict=True))
-    return [_combine(text, analyses.get(i), korean) for i, text in enumerate(texts)]
+    return [_combine(text, analyses.get(i), korean, query) for i, text in enumerate(texts)]
 
 
 IdFilter = Collection[str] | Callable[[str], bool]
@@ -215,7 +282,7 @@ class KeywordIndex:
 
         ``allowed_ids`` restricts results (metadata filters): a collection of ids or a predicate.
         """
-        tokens = tokenize(query, korean=self._korean)
+        tokens = tokenize(query, korean=self._korean, query=True)
         query_ids = [self._vocab[t] for t in tokens if t in self._vocab]
         if not query_ids or top_k <= 0 or not self._docs:
             return []
@@ -292,13 +359,13 @@ def _check_meta(meta: dict[str, Any]) -> None:
 
 
 def _build_bm25(docs: list[np.ndarray], n_vocab: int) -> bm25s.BM25:
-    """A bm25s index (Lucene BM25, k1=1.5, b=0.75, bm25s's defaults) built with numpy.
+    """A bm25s index (Lucene BM25, ``BM25_K1``, ``BM25_B``) built with numpy.
 
     bm25s's own builder loops over documents in Python and wants every token id as a Python
     int: measured 9.4 s and 2.1 GB peak for 100k chunks of ~320 tokens. This fills the same
     sparse term-by-document matrix in one vectorised pass; bm25s still does the scoring.
     """
-    bm25 = bm25s.BM25(method="lucene", backend="numpy", csc_backend="numpy")
+    bm25 = bm25s.BM25(method="lucene", k1=BM25_K1, b=BM25_B, backend="numpy", csc_backend="numpy")
     n_docs = len(docs)
     lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=n_docs)
     pairs, tf = np.unique(_token_doc_keys(docs, lengths), return_counts=True)

@@ -4,7 +4,8 @@
 The keyword index is a cache derived from the store: `KeywordSync` keeps it next to the
 collection's data under RAG_DATA_DIR, updates it from the ingestion path (add, replace,
 delete), and rebuilds it from the store's chunk texts whenever the catalog's fingerprint shows
-that the store changed in a way the cache did not see (another process, another machine).
+that the store changed in a way the cache did not see (another process, another machine), or
+the index was tokenized by another version of the tokenizer.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from rag_app.embeddings import Embedder
 from rag_app.fusion import fuse
 from rag_app.ingestion import searched_text
-from rag_app.keyword import KeywordIndex
+from rag_app.keyword import TOKENIZER_VERSION, KeywordIndex
 from rag_app.rerank import RERANK_CANDIDATES, Reranker
 from rag_app.settings import RetrieverName
 from rag_app.stores.base import Backend
 
-#: Candidates each retriever contributes before fusion, as a multiple of top_k.
+#: Candidates each retriever contributes before fusion, as a multiple of top_k. Deeper lists do
+#: not pay: 20, 40 or 80 candidates give XQuAD en hybrid hit@1 within 0.002 of each other.
 CANDIDATE_FACTOR = 4
 MIN_CANDIDATES = 20
 FINGERPRINT_FILE = "fingerprint.json"
@@ -59,14 +61,19 @@ class KeywordSync:
         return index
 
     def _saved_fingerprint(self) -> str | None:
+        """The catalog the saved index was built from; None if none, or from another tokenizer."""
         path = self.directory / FINGERPRINT_FILE
-        return json.loads(path.read_text())["catalog"] if path.exists() else None
+        if not path.exists():
+            return None
+        saved = json.loads(path.read_text())
+        return saved["catalog"] if saved.get("tokenizer") == TOKENIZER_VERSION else None
 
     def _save(self, index: KeywordIndex, fingerprint: str) -> None:
         from rag_app.stores.memory import write_atomically
 
         index.save(self.directory)
-        write_atomically(self.directory / FINGERPRINT_FILE, json.dumps({"catalog": fingerprint}))
+        stamp = {"catalog": fingerprint, "tokenizer": TOKENIZER_VERSION}
+        write_atomically(self.directory / FINGERPRINT_FILE, json.dumps(stamp))
 
     def chunks_written(self, ids: Sequence[str], texts: Sequence[str]) -> None:
         self.index.add(ids, texts)

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import bm25s
 import pytest
+from llama_index.core import Document
 
-from rag_app.keyword import KOREAN_MODES, KeywordIndex, tokenize, tokenize_many
+from rag_app.app import RagApp
+from rag_app.keyword import (
+    BM25_B,
+    BM25_K1,
+    KOREAN_MODES,
+    KeywordIndex,
+    tokenize,
+    tokenize_many,
+)
 
 
 @pytest.mark.parametrize("mode", ["kiwi", "kiwi+bigram"])
@@ -57,7 +67,50 @@ def test_mixed_language_text_keeps_every_part() -> None:
 def test_batch_tokenization_matches_single() -> None:
     texts = ["벡터를 저장한다", "Databases store vectors", "向量数据库", "", "혼합 mixed 文本"]
     for mode in KOREAN_MODES:
-        assert tokenize_many(texts, korean=mode) == [tokenize(t, korean=mode) for t in texts]
+        for query in (False, True):
+            expected = [tokenize(t, korean=mode, query=query) for t in texts]
+            assert tokenize_many(texts, korean=mode, query=query) == expected
+
+
+def test_english_question_words_are_stopwords() -> None:
+    assert tokenize("What, which, who, when, where, why and how did it?") == []
+
+
+def test_adjacent_english_words_form_a_phrase_term() -> None:
+    phrase = set(tokenize("Josh Norman")) - set(tokenize("Josh")) - set(tokenize("Norman"))
+    assert len(phrase) == 1
+    assert phrase <= set(tokenize("the interception by Josh Norman"))
+    assert not phrase & set(tokenize("Norman said Josh"))
+
+
+def test_a_chunk_with_the_query_phrase_ranks_first() -> None:
+    index = KeywordIndex()
+    index.add(
+        ["scattered", "phrase"],
+        ["Norman Rockwell painted it; Josh Groban sang.", "Josh Norman intercepted a pass."],
+    )
+    assert index.search("Who is Josh Norman?", 2)[0][0] == "phrase"
+
+
+def test_chinese_query_question_words_are_dropped() -> None:
+    question = set(tokenize("哪个城市是首都？", query=True))
+    assert {"城", "市", "城市", "首都"} <= question
+    assert not {"哪", "个", "哪个", "个城"} & question
+    assert {"哪", "哪个"} <= set(tokenize("哪个城市是首都？"))
+
+
+@pytest.mark.parametrize("mode", ["kiwi", "kiwi+bigram"])
+def test_korean_query_question_words_are_dropped(mode: str) -> None:
+    question = set(tokenize("세종대왕은 언제 어떻게 태어났나요?", korean=mode, query=True))
+    assert set(tokenize("세종대왕", korean=mode)) <= question
+    assert not {"언제", "어떻"} & question
+    assert "언제" in set(tokenize("세종대왕은 언제 태어났나요?"))
+
+
+def test_korean_question_word_inside_another_word_stays() -> None:
+    """Kiwi decides what is a question word: 어느덧 ("before one knows") keeps its 어느 bigram."""
+    assert "어느" in tokenize("어느덧 봄이다", query=True)
+    assert "어느" not in tokenize("어느 봄이다", query=True)
 
 
 @pytest.fixture
@@ -158,10 +211,21 @@ def test_scores_equal_the_bm25s_reference() -> None:
     ]
     index = KeywordIndex()
     index.add_tokenized([str(i) for i in range(len(docs))], docs)
-    reference = bm25s.BM25()
+    reference = bm25s.BM25(k1=BM25_K1, b=BM25_B)
     reference.index(docs, show_progress=False)
     for query in (["term1"], ["term2", "term30", "term2"], ["term49"]):
         expected = reference.get_scores(query)
         got = dict(index.search(" ".join(query), len(docs)))
         for i, score in enumerate(expected):
             assert got.get(str(i), 0.0) == pytest.approx(float(score), abs=1e-5)
+
+
+@pytest.mark.parametrize("backend_name", ["memory"], indirect=True)
+def test_index_from_another_tokenizer_version_is_rebuilt(
+    make_app: Callable[..., RagApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_app(retriever="keyword").ingest([Document(id_="zebra", text="The zebra grazes.")])
+    monkeypatch.setattr("rag_app.keyword.TOKENIZER_VERSION", 99)
+    monkeypatch.setattr("rag_app.retrieval.TOKENIZER_VERSION", 99)
+    reopened = make_app(retriever="keyword")
+    assert [s.doc_id for s in reopened.retrieve("zebra", top_k=1)] == ["zebra"]
