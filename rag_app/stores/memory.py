@@ -41,7 +41,6 @@ class MemoryBackend(Backend):
             self.vector_store = MemoryVectorStore.from_persist_dir(str(self._store_dir), **options)
         except FileNotFoundError:
             self.vector_store = MemoryVectorStore(**options)
-        self._records = self._load_records()
         self._dirty = False
 
     @classmethod
@@ -74,24 +73,24 @@ class MemoryBackend(Backend):
             self._dirty = False
 
     def read_records(self) -> dict[str, dict[str, Any]]:
-        return {k: dict(v) for k, v in self._records.items()}
+        """Read from disk every time: the file, not this process, is the catalog."""
+        return self._load_records()
 
     def write_records(self, records: dict[str, dict[str, Any]]) -> None:
-        self._records.update(records)
-        self._save_records()
+        self._save_records({**self._load_records(), **records})
 
     def delete_records(self, keys: Sequence[str]) -> None:
+        records = self._load_records()
         for key in keys:
-            self._records.pop(key, None)
-        self._save_records()
+            records.pop(key, None)
+        self._save_records(records)
 
-    def _save_records(self) -> None:
-        write_atomically(self._records_path, json.dumps(self._records, ensure_ascii=False))
+    def _save_records(self, records: dict[str, dict[str, Any]]) -> None:
+        write_atomically(self._records_path, json.dumps(records, ensure_ascii=False))
 
     def drop(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
         self.vector_store.clear()
-        self._records = {}
         self._dirty = False
 
 
