@@ -104,10 +104,13 @@ class Embedder:
         cached = self.cache.get_many(self.model_id, hashes) if self.cache else {}
         todo = {h: t for h, t in zip(hashes, texts, strict=True) if h not in cached}
         if todo:
+            # Longest first: each model batch then holds texts of similar length, so little
+            # padding is computed (sentence-transformers sorts only within one batch).
+            order = sorted(todo, key=lambda h: len(todo[h]), reverse=True)
             vectors = self.model.get_text_embedding_batch(
-                list(todo.values()), show_progress=show_progress
+                [todo[h] for h in order], show_progress=show_progress
             )
-            fresh = [(h, np.asarray(v, np.float32)) for h, v in zip(todo, vectors, strict=True)]
+            fresh = [(h, np.asarray(v, np.float32)) for h, v in zip(order, vectors, strict=True)]
             self.texts_embedded += len(fresh)
             if self.cache:
                 self.cache.put_many(self.model_id, fresh)
