@@ -19,6 +19,7 @@ from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from rag_app.embeddings import Embedder
+from rag_app.files import write_atomically
 from rag_app.fusion import fuse
 from rag_app.ingestion import searched_text
 from rag_app.keyword import TOKENIZER_VERSION, KeywordIndex
@@ -69,8 +70,6 @@ class KeywordSync:
         return saved["catalog"] if saved.get("tokenizer") == TOKENIZER_VERSION else None
 
     def _save(self, index: KeywordIndex, fingerprint: str) -> None:
-        from rag_app.stores.memory import write_atomically
-
         index.save(self.directory)
         stamp = {"catalog": fingerprint, "tokenizer": TOKENIZER_VERSION}
         write_atomically(self.directory / FINGERPRINT_FILE, json.dumps(stamp))

@@ -7,25 +7,15 @@ crash mid-write leaves the previous snapshot intact rather than a truncated one.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from rag_app.files import write_atomically
 
 
 def save_snapshot(path: Path, data: dict[str, Any]) -> None:
     """Write *data* to *path* atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, separators=(",", ":"))
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    write_atomically(path, json.dumps(data, separators=(",", ":")))
 
 
 def load_snapshot(path: Path) -> dict[str, Any] | None:

@@ -8,15 +8,13 @@ any moment leaves the last complete state, and a second process sees what the fi
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from llama_index.core.schema import TextNode
 
+from rag_app.files import write_atomically
 from rag_app.settings import Settings
 from rag_app.stores.base import Backend
 from rag_app.stores.memory_vector_store import MemoryVectorStore
@@ -92,18 +90,3 @@ class MemoryBackend(Backend):
         shutil.rmtree(self.directory, ignore_errors=True)
         self.vector_store.clear()
         self._dirty = False
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` so a reader sees the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
