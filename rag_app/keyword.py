@@ -247,12 +247,22 @@ class KeywordIndex:
         self._lock = threading.Lock()
         self._bm25: bm25s.BM25 | None = None
         self._order: list[str] = []
+        #: JSON-able data saved and loaded with the index in one atomic file (its owner's state).
+        self.extra: Any = None
 
     def __len__(self) -> int:
         return len(self._docs)
 
+    def __contains__(self, chunk_id: object) -> bool:
+        return chunk_id in self._docs
+
     def ids(self) -> list[str]:
         return list(self._docs)
+
+    def tokens(self, ids: Sequence[str]) -> list[list[str]]:
+        """The terms stored for ``ids``, to copy them into another index without re-tokenizing."""
+        terms = list(self._vocab)  # term ids are handed out in insertion order
+        return [[terms[t] for t in self._docs[i].tolist()] for i in ids]
 
     def add(self, ids: Sequence[str], texts: Sequence[str]) -> None:
         """Index texts under their ids; an id already present is replaced."""
@@ -316,6 +326,7 @@ class KeywordIndex:
             ends = data["offsets"][1:]
             pieces = np.split(data["token_ids"], ends[:-1]) if len(ends) else []
             index._docs = dict(zip(meta["ids"], pieces, strict=True))
+            index.extra = meta.get("extra")
         return index
 
     @staticmethod
@@ -342,6 +353,7 @@ class KeywordIndex:
             "korean": self._korean,
             "ids": list(self._docs),
             "vocab": list(self._vocab),
+            "extra": self.extra,
         }
         return {
             "meta": np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), np.uint8),

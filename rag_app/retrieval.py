@@ -2,16 +2,20 @@
 
 `HybridRetriever` is a LlamaIndex `BaseRetriever`, so it plugs into LlamaIndex query engines.
 The keyword index is a cache derived from the store: `KeywordSync` keeps it next to the
-collection's data under RAG_DATA_DIR, updates it from the ingestion path (add, replace,
-delete), and rebuilds it from the store's chunk texts whenever the catalog's fingerprint shows
-that the store changed in a way the cache did not see (another process, another machine), or
-the index was tokenized by another version of the tokenizer.
+collection's data under RAG_DATA_DIR and updates it from the ingestion path (add, replace,
+delete). Saved with it is the version (content hash, chunk count) of every document it holds.
+On open and on every commit that map is compared with the catalog, and documents that differ
+(changed by another process, another machine, a dense-only app, a crashed run) are re-read from
+the store; documents gone from the catalog are dropped. So the index converges on the store.
+
+Several writers share one index safely: a commit holds the index directory's `filelock` lock,
+and if another writer saved the index since this one loaded it, loads that version and replays
+its own changes onto it (merge, never overwrite). A reader takes in a newer saved index before
+searching (one `stat` when there is none).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,27 +23,28 @@ from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from rag_app.embeddings import Embedder
-from rag_app.files import write_atomically
+from rag_app.errors import RagAppError
+from rag_app.files import file_signature, locked
 from rag_app.fusion import fuse
 from rag_app.ingestion import searched_text
-from rag_app.keyword import TOKENIZER_VERSION, KeywordIndex
+from rag_app.keyword import KeywordIndex
 from rag_app.rerank import RERANK_CANDIDATES, Reranker
 from rag_app.settings import RetrieverName
-from rag_app.stores.base import Backend
+from rag_app.stores.base import Backend, DocRecord
 
 #: Candidates each retriever contributes before fusion, as a multiple of top_k. Deeper lists do
 #: not pay: 20, 40 or 80 candidates give XQuAD en hybrid hit@1 within 0.002 of each other.
 CANDIDATE_FACTOR = 4
 MIN_CANDIDATES = 20
-FINGERPRINT_FILE = "fingerprint.json"
+INDEX_FILE = "keyword_index.npz"
+LOCK_FILE = ".lock"
+#: Written by versions that stamped one catalog fingerprint; removed on the next save.
+LEGACY_FINGERPRINT_FILE = "fingerprint.json"
 
 
-def catalog_fingerprint(backend: Backend) -> str:
-    """Changes whenever any document is added, replaced or deleted."""
-    rows = sorted(
-        (r.doc_id, r.content_hash, r.n_chunks, r.complete) for r in backend.documents().values()
-    )
-    return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode("utf-8")).hexdigest()
+def key_chunk_ids(key: str, start: int, stop: int) -> list[str]:
+    """Chunk ids of the document with `key` (see `stores.base.chunk_ids`), positions start..stop."""
+    return [f"{key}:{i}" for i in range(start, stop)]
 
 
 class KeywordSync:
@@ -48,41 +53,121 @@ class KeywordSync:
     def __init__(self, backend: Backend, directory: Path) -> None:
         self.backend = backend
         self.directory = directory
-        self.index = self._load_or_rebuild()
+        self._lock = directory / LOCK_FILE
+        self._written: set[str] = set()
+        self._deleted: set[str] = set()
+        self._seen: tuple[int, int, int] | None = None
+        with locked(self._lock):
+            self._load()
+            if self._reconcile(self.backend.documents()) or self._seen is None:
+                self._save()
 
-    def _load_or_rebuild(self) -> KeywordIndex:
-        fingerprint = catalog_fingerprint(self.backend)
-        if self._saved_fingerprint() == fingerprint and KeywordIndex.exists(self.directory):
-            return KeywordIndex.load(self.directory)
-        index = KeywordIndex()
-        ids = [i for r in self.backend.documents().values() for i in r.chunk_ids()]
-        nodes = self.backend.fetch_nodes(ids) if ids else {}
-        index.add(list(nodes), [searched_text(n) for n in nodes.values()])
-        self._save(index, fingerprint)
-        return index
+    @property
+    def _path(self) -> Path:
+        return self.directory / INDEX_FILE
 
-    def _saved_fingerprint(self) -> str | None:
-        """The catalog the saved index was built from; None if none, or from another tokenizer."""
-        path = self.directory / FINGERPRINT_FILE
-        if not path.exists():
-            return None
-        saved = json.loads(path.read_text())
-        return saved["catalog"] if saved.get("tokenizer") == TOKENIZER_VERSION else None
+    @property
+    def _docs(self) -> dict[str, list]:
+        """Document key -> [content hash, chunk count] of the version the index holds."""
+        return self.index.extra["docs"]
 
-    def _save(self, index: KeywordIndex, fingerprint: str) -> None:
-        index.save(self.directory)
-        stamp = {"catalog": fingerprint, "tokenizer": TOKENIZER_VERSION}
-        write_atomically(self.directory / FINGERPRINT_FILE, json.dumps(stamp))
+    def _load(self) -> None:
+        """The saved index, or an empty one if there is none usable (call under the lock)."""
+        self._seen = file_signature(self._path)
+        try:
+            index = KeywordIndex.load(self.directory)
+        except (FileNotFoundError, RagAppError):
+            index = None
+        if index is None or not isinstance(index.extra, dict) or "docs" not in index.extra:
+            index = KeywordIndex()
+            index.extra = {"docs": {}}
+        self.index = index
+
+    def _save(self) -> None:
+        self.index.save(self.directory)
+        self._seen = file_signature(self._path)
+        (self.directory / LEGACY_FINGERPRINT_FILE).unlink(missing_ok=True)
+
+    def _reconcile(self, catalog: dict[str, DocRecord]) -> bool:
+        """Make the index hold each complete document's current chunks; True if it changed.
+
+        Documents with an incomplete record are left alone: their ingest (or its re-run) is
+        still to write them.
+        """
+        records = {r.key: r for r in catalog.values()}
+        docs = self._docs
+        gone = [key for key in docs if key not in records]
+        for key in gone:
+            self.index.delete(key_chunk_ids(key, 0, docs.pop(key)[1]))
+        changed = [
+            r
+            for key, r in records.items()
+            if r.complete and docs.get(key) != [r.content_hash, r.n_chunks]
+        ]
+        if changed:
+            wanted = [i for r in changed for i in r.chunk_ids()]
+            nodes = self.backend.fetch_nodes(wanted)
+            self.index.delete([i for i in wanted if i not in nodes])
+            self.index.add(list(nodes), [searched_text(n) for n in nodes.values()])
+            for r in changed:
+                old = docs.get(r.key, ["", 0])[1]
+                self.index.delete(key_chunk_ids(r.key, r.n_chunks, old))
+                docs[r.key] = [r.content_hash, r.n_chunks]
+        return bool(gone or changed)
 
     def chunks_written(self, ids: Sequence[str], texts: Sequence[str]) -> None:
         self.index.add(ids, texts)
+        self._written.update(ids)
+        self._deleted.difference_update(ids)
 
     def chunks_deleted(self, ids: Sequence[str]) -> None:
         self.index.delete(ids)
+        self._deleted.update(ids)
+        self._written.difference_update(ids)
 
     def commit(self) -> None:
-        """Persist after an ingest or delete, stamped with the store's new fingerprint."""
-        self._save(self.index, catalog_fingerprint(self.backend))
+        """Persist after an ingest or delete, merged with other writers' saved changes."""
+        with locked(self._lock):
+            self._rebase()
+            catalog = self.backend.documents()
+            touched = {i.rsplit(":", 1)[0] for i in self._written | self._deleted}
+            for record in catalog.values():
+                if record.key in touched and record.complete:
+                    self._docs[record.key] = [record.content_hash, record.n_chunks]
+            self._reconcile(catalog)
+            self._save()
+            self._written.clear()
+            self._deleted.clear()
+
+    def _rebase(self) -> None:
+        """If another writer saved since this process loaded, start from its index and replay
+        this process's own changes onto it (call under the lock)."""
+        if file_signature(self._path) == self._seen:
+            return
+        mine = self.index
+        self._load()
+        written = [i for i in self._written if i in mine]
+        self.index.add_tokenized(written, mine.tokens(written))
+        self.index.delete(self._deleted)
+
+    def refresh(self) -> None:
+        """Take in an index another writer saved (a no-op while this one has unsaved changes)."""
+        if self._written or self._deleted or file_signature(self._path) == self._seen:
+            return
+        with locked(self._lock):
+            self._load()
+
+    def rebuild(self) -> None:
+        """Re-read every document from the store (the consistency check's repair)."""
+        with locked(self._lock):
+            self.index = KeywordIndex()
+            self.index.extra = {"docs": {}}
+            self._reconcile(self.backend.documents())
+            self._save()
+
+    def search(self, query: str, top_k: int) -> list[tuple[str, float]]:
+        self.refresh()
+        return self.index.search(query, top_k)
 
 
 class HybridRetriever(BaseRetriever):
@@ -132,7 +217,7 @@ class HybridRetriever(BaseRetriever):
     def _keyword(self, query: str, top_k: int) -> list[tuple[str, float]]:
         if self.keyword is None:
             return []
-        return self.keyword.index.search(query, top_k)
+        return self.keyword.search(query, top_k)
 
     def _with_nodes(
         self, ranked: list[tuple[str, float]], known: dict[str, TextNode]

@@ -316,6 +316,7 @@ def test_persist_replaces_previous_generation(tmp_path: Path) -> None:
     store.persist(str(folder))
     assert MemoryVectorStore.from_persist_dir(str(folder)).count == 4
     assert sorted(p.name for p in folder.iterdir()) == [
+        ".lock",
         "manifest.json",
         "records-2.json",
         "vectors-2.npy",

@@ -106,6 +106,10 @@ class Backend(ABC):
         """Number of chunks stored."""
 
     @abstractmethod
+    def list_chunk_ids(self) -> list[str]:
+        """Every chunk id stored (paged under the hood), for the consistency check."""
+
+    @abstractmethod
     def read_records(self) -> dict[str, dict[str, Any]]:
         """Every catalog record by key."""
 

@@ -172,6 +172,13 @@ class ChromaBackend(Backend):
     def count(self) -> int:
         return self.collection.count()
 
+    def list_chunk_ids(self) -> list[str]:
+        batch = self.client.get_max_batch_size()
+        ids: list[str] = []
+        while page := self.collection.get(limit=batch, offset=len(ids), include=[])["ids"]:
+            ids.extend(page)
+        return ids
+
     def read_records(self) -> dict[str, dict[str, Any]]:
         got = self.catalog.get(include=["documents"])
         return {k: json.loads(d) for k, d in zip(got["ids"], got["documents"], strict=True)}

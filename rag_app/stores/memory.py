@@ -2,7 +2,12 @@
 
 Chunks live in `MemoryVectorStore` (a float32 matrix, exact or HNSW search); the catalog is a
 JSON file beside it. Both are written atomically (temp file + rename), so a process killed at
-any moment leaves the last complete state, and a second process sees what the first flushed.
+any moment leaves the last complete state.
+
+Several writers (processes, or `RagApp` objects in one process) may share the directory: the
+vector store merges its changes into whatever another writer persisted (see
+`MemoryVectorStore.persist`), catalog updates are read-modify-writes under a `filelock` lock,
+and every read first takes in other writers' newer generation (one `stat` when there is none).
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ import shutil
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from llama_index.core.schema import TextNode
+from llama_index.core.schema import NodeWithScore, TextNode
+from llama_index.core.vector_stores.types import MetadataFilters
 
-from rag_app.files import write_atomically
+from rag_app.files import locked, write_atomically
 from rag_app.settings import Settings
 from rag_app.stores.base import Backend
 from rag_app.stores.memory_vector_store import MemoryVectorStore
@@ -28,6 +34,7 @@ class MemoryBackend(Backend):
         self.directory = settings.data_dir / "memory" / collection
         self.location = str(self.directory)
         self._records_path = self.directory / "catalog.json"
+        self._records_lock = self.directory / ".catalog.lock"
         self._store_dir = self.directory / "vectors"
         options = {
             "index": settings.memory_index,
@@ -50,6 +57,10 @@ class MemoryBackend(Backend):
             return {}
         return json.loads(self._records_path.read_text(encoding="utf-8"))
 
+    def refresh(self) -> None:
+        """Take in chunks other writers persisted since this process last looked."""
+        self.vector_store.refresh(str(self._store_dir))
+
     def upsert(self, nodes: Sequence[TextNode]) -> None:
         self.vector_store.add(list(nodes))
         self._dirty = True
@@ -60,10 +71,22 @@ class MemoryBackend(Backend):
             self._dirty = True
 
     def fetch_nodes(self, ids: Sequence[str]) -> dict[str, TextNode]:
+        self.refresh()
         return {n.node_id: n for n in self.vector_store.get_nodes(list(ids)) if ids}
 
+    def list_chunk_ids(self) -> list[str]:
+        self.refresh()
+        return [n.node_id for n in self.vector_store.get_nodes()]
+
     def count(self) -> int:
+        self.refresh()
         return self.vector_store.count
+
+    def query(
+        self, embedding: Sequence[float], top_k: int, filters: MetadataFilters | None = None
+    ) -> list[NodeWithScore]:
+        self.refresh()
+        return super().query(embedding, top_k, filters)
 
     def flush(self) -> None:
         if self._dirty:
@@ -75,13 +98,15 @@ class MemoryBackend(Backend):
         return self._load_records()
 
     def write_records(self, records: dict[str, dict[str, Any]]) -> None:
-        self._save_records({**self._load_records(), **records})
+        with locked(self._records_lock):
+            self._save_records({**self._load_records(), **records})
 
     def delete_records(self, keys: Sequence[str]) -> None:
-        records = self._load_records()
-        for key in keys:
-            records.pop(key, None)
-        self._save_records(records)
+        with locked(self._records_lock):
+            records = self._load_records()
+            for key in keys:
+                records.pop(key, None)
+            self._save_records(records)
 
     def _save_records(self, records: dict[str, dict[str, Any]]) -> None:
         write_atomically(self._records_path, json.dumps(records, ensure_ascii=False))

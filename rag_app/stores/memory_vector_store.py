@@ -27,9 +27,16 @@ hits.
 Persistence (``persist(dir)`` / ``MemoryVectorStore.from_persist_dir(dir)``): a directory
 holding ``vectors-<gen>.npy``, ``records-<gen>.json`` (ids, texts, metadata, offsets, codes),
 optionally ``hnsw-<gen>.faiss`` + ``hnsw_labels-<gen>.npy``, and ``manifest.json`` naming the
-current generation. New generation files are written under temporary names, fsynced and
-renamed, then the manifest is replaced atomically; a crash at any point leaves the previous
-generation loadable. Old generations are removed after the switch.
+current generation and a random stamp. New generation files are written under temporary names,
+fsynced and renamed, then the manifest is replaced atomically; a crash at any point leaves the
+previous generation loadable. Old generations are removed after the switch.
+
+Many writers (processes, or several stores in one process) share one directory safely: every
+load and persist holds the directory's ``filelock`` lock, and the store remembers which
+generation (stamp) its rows are based on plus the ids it added or deleted since. If another
+writer persisted meanwhile, ``persist`` first loads that generation and replays its own changes
+onto it (merge on write), so no writer overwrites another's chunks. ``refresh(dir)`` does the
+same merge for a reader; it costs one ``stat`` of the manifest when nothing changed.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,9 +70,11 @@ from llama_index.core.vector_stores.types import (
 )
 
 from rag_app.errors import EmbeddingMismatchError
+from rag_app.files import file_signature, locked
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+LOCK_NAME = ".lock"
 TEMP_PREFIX = ".tmp-"
 INITIAL_CAPACITY = 1024
 HNSW_MIN_FILTER_FRACTION = 0.2
@@ -545,6 +555,17 @@ class _Table:
             excluded_llm_metadata_keys=list(llm_excluded),
         )
 
+    def nodes_with_vectors(self, ids: Sequence[str]) -> list[TextNode]:
+        """Stored nodes with their (normalised) vectors, to copy rows into another table."""
+        nodes = []
+        for node_id in ids:
+            row = self.row_of.get(node_id)
+            if row is not None:
+                node = self.node_at(row)
+                node.embedding = self.matrix[row].tolist()
+                nodes.append(node)
+        return nodes
+
     # ----------------------------------------------------------------------- persistence
 
     def records(self) -> dict[str, Any]:
@@ -634,6 +655,12 @@ class MemoryVectorStore(BasePydanticVectorStore):
 
     _lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
     _table: _Table = PrivateAttr(default_factory=_Table)
+    #: Stamp of the persisted generation the rows are based on (None: not loaded from disk).
+    _stamp: str | None = PrivateAttr(default=None)
+    #: Ids added (True) or deleted (False) since that generation: what a merge replays.
+    _changes: dict[str, bool] = PrivateAttr(default_factory=dict)
+    #: ``stat`` of the manifest when last compared, so an unchanged directory costs one stat.
+    _seen: tuple[int, int, int] | None = PrivateAttr(default=None)
 
     def __init__(
         self,
@@ -674,6 +701,7 @@ class MemoryVectorStore(BasePydanticVectorStore):
         if nodes:
             with self._lock:
                 self._table.add(nodes)
+                self._changes.update((node.node_id, True) for node in nodes)
         return [node.node_id for node in nodes]
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
@@ -682,7 +710,7 @@ class MemoryVectorStore(BasePydanticVectorStore):
             table = self._table
             code = table.doc_code_of.get(ref_doc_id)
             if code is not None:
-                table.remove_rows(np.flatnonzero(table.doc_codes[: table.size] == code))
+                self._remove_rows(np.flatnonzero(table.doc_codes[: table.size] == code))
 
     def delete_nodes(
         self,
@@ -694,12 +722,16 @@ class MemoryVectorStore(BasePydanticVectorStore):
         if node_ids is None and filters is None:
             return
         with self._lock:
-            table = self._table
-            table.remove_rows(np.flatnonzero(table.selection(node_ids, filters)))
+            self._remove_rows(np.flatnonzero(self._table.selection(node_ids, filters)))
+
+    def _remove_rows(self, rows: np.ndarray) -> None:
+        self._changes.update((self._table.ids[row], False) for row in rows.tolist())
+        self._table.remove_rows(rows)
 
     def clear(self) -> None:
         """Remove every node and forget the embedding dimension."""
         with self._lock:
+            self._changes.update((node_id, False) for node_id in self._table.ids)
             self._table = _Table()
 
     def get_nodes(
@@ -737,39 +769,78 @@ class MemoryVectorStore(BasePydanticVectorStore):
             )
 
     def persist(self, persist_path: str, fs: Any = None) -> None:
-        """Write the store into directory ``persist_path`` atomically (see module docstring)."""
+        """Write the store into directory ``persist_path`` atomically, merged with whatever
+        another writer persisted there since this store last loaded (see module docstring)."""
         if fs is not None and not _is_local_fs(fs):
             raise NotImplementedError("MemoryVectorStore persists to the local filesystem only")
         folder = Path(persist_path)
         folder.mkdir(parents=True, exist_ok=True)
-        with self._lock:
+        with locked(folder / LOCK_NAME), self._lock:
             previous = _read_manifest(folder)
+            self._merge_if_changed(folder, previous)
             generation = (previous["generation"] + 1) if previous else 1
             files = self._table.write_generation(folder, generation, self._config())
             _fsync_dir(folder)
-            manifest = {"format": FORMAT_VERSION, "generation": generation, "files": files}
+            stamp = uuid.uuid4().hex
+            manifest = {
+                "format": FORMAT_VERSION,
+                "generation": generation,
+                "stamp": stamp,
+                "files": files,
+            }
             _write_durably(
                 folder / MANIFEST_NAME, lambda h: h.write(json.dumps(manifest).encode("utf-8"))
             )
             _fsync_dir(folder)
             _remove_stale_files(folder, set(files.values()))
+            self._stamp = stamp
+            self._changes.clear()
+            self._seen = file_signature(folder / MANIFEST_NAME)
+
+    def refresh(self, persist_dir: str) -> bool:
+        """Take in what other writers persisted to ``persist_dir``; True if anything changed.
+
+        Unpersisted changes of this store are kept (replayed onto the newer generation).
+        """
+        folder = Path(persist_dir)
+        if file_signature(folder / MANIFEST_NAME) == self._seen:
+            return False
+        with locked(folder / LOCK_NAME), self._lock:
+            changed = self._merge_if_changed(folder, _read_manifest(folder))
+            self._seen = file_signature(folder / MANIFEST_NAME)
+            return changed
+
+    def _merge_if_changed(self, folder: Path, manifest: dict[str, Any] | None) -> bool:
+        """Rebase the rows on the persisted generation if it is not the one they came from."""
+        stamp = _stamp_of(manifest)
+        if stamp == self._stamp:
+            return False
+        base = _Table() if manifest is None else _load_table(folder, manifest, self.index)[1]
+        added = [node_id for node_id, added in self._changes.items() if added]
+        deleted = [node_id for node_id, added in self._changes.items() if not added]
+        nodes = self._table.nodes_with_vectors(added)
+        if nodes:
+            base.add(nodes)
+        base.remove_rows(np.flatnonzero(base.selection(deleted, None)))
+        self._table = base
+        self._stamp = stamp
+        return True
 
     @classmethod
     def from_persist_dir(cls, persist_dir: str, **kwargs: Any) -> MemoryVectorStore:
         """Load the generation named by ``persist_dir/manifest.json``; kwargs override config."""
         folder = Path(persist_dir)
-        manifest = _read_manifest(folder)
-        if manifest is None:
+        if _read_manifest(folder) is None:
             raise FileNotFoundError(f"No MemoryVectorStore manifest in {folder}")
-        if manifest.get("format") != FORMAT_VERSION:
-            raise ValueError(f"Unsupported MemoryVectorStore format {manifest.get('format')!r}")
-        files = manifest["files"]
-        records = json.loads((folder / files["records"]).read_text(encoding="utf-8"))
-        store = cls(**{**records.pop("config"), **kwargs})
-        store._table.load_records(records, np.load(folder / files["vectors"]))
-        if "hnsw" in files and store.index == "hnsw":
-            labels = np.load(folder / files["hnsw_labels"])
-            store._table.load_hnsw(folder / files["hnsw"], labels)
+        with locked(folder / LOCK_NAME):
+            manifest = _read_manifest(folder)
+            if manifest is None:
+                raise FileNotFoundError(f"No MemoryVectorStore manifest in {folder}")
+            config, table = _load_table(folder, manifest, kwargs.get("index"))
+            store = cls(**{**config, **kwargs})
+            store._table = table
+            store._stamp = _stamp_of(manifest)
+            store._seen = file_signature(folder / MANIFEST_NAME)
         return store
 
     def _config(self) -> dict[str, Any]:
@@ -784,6 +855,29 @@ class MemoryVectorStore(BasePydanticVectorStore):
         if self.index != "hnsw":
             return None
         return HnswParams(self.hnsw_m, self.hnsw_ef_construction, self.hnsw_ef_search)
+
+
+def _load_table(
+    folder: Path, manifest: dict[str, Any], index: str | None
+) -> tuple[dict[str, Any], _Table]:
+    """The stored config and the rows of ``manifest``'s generation (call under the lock)."""
+    if manifest.get("format") != FORMAT_VERSION:
+        raise ValueError(f"Unsupported MemoryVectorStore format {manifest.get('format')!r}")
+    files = manifest["files"]
+    records = json.loads((folder / files["records"]).read_text(encoding="utf-8"))
+    config = records.pop("config")
+    table = _Table()
+    table.load_records(records, np.load(folder / files["vectors"]))
+    if "hnsw" in files and (index or config.get("index")) == "hnsw":
+        table.load_hnsw(folder / files["hnsw"], np.load(folder / files["hnsw_labels"]))
+    return config, table
+
+
+def _stamp_of(manifest: dict[str, Any] | None) -> str | None:
+    """Identifies a generation; manifests older than the stamp are told apart by number."""
+    if manifest is None:
+        return None
+    return manifest.get("stamp") or f"generation-{manifest['generation']}"
 
 
 def _read_manifest(folder: Path) -> dict[str, Any] | None:

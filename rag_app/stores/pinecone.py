@@ -195,6 +195,9 @@ class PineconeBackend(Backend):
         namespace = stats.namespaces.get(self.namespace)
         return int(namespace.vector_count) if namespace else 0
 
+    def list_chunk_ids(self) -> list[str]:
+        return self._list_ids(self.namespace)
+
     def _list_ids(self, namespace: str) -> list[str]:
         """Every id in `namespace`, one retried request per page."""
         ids: list[str] = []
