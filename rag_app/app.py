@@ -16,6 +16,7 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.schema import NodeWithScore
 
 from rag_app.chunking import Chunker, default_chunk_size
+from rag_app.consistency import CheckReport, check
 from rag_app.embeddings import Embedder, build_embedder
 from rag_app.ingestion import Ingestor, IngestReport
 from rag_app.llms import Answer, Answerer, Source, build_answerer
@@ -114,6 +115,11 @@ class RagApp:
 
     def documents(self) -> list[DocRecord]:
         return sorted(self.backend.documents().values(), key=lambda r: r.doc_id)
+
+    def check(self, repair: bool = False) -> CheckReport:
+        """Compare catalog, store and keyword index; `repair` fixes what it can (see
+        `rag_app.consistency`). Run it while no ingest is running."""
+        return check(self.backend, self.keyword, repair)
 
     def retrieve(self, question: str, top_k: int | None = None) -> list[Source]:
         """The sources for a question, best first (no answer)."""

@@ -1,7 +1,7 @@
 """`rag-app` (also `python -m rag_app`): the command line over `RagApp`.
 
 Every user-fixable problem ends as one `error: ...` line and exit code 2, never a traceback;
-`ingest` exits 1 when any file was skipped.
+`ingest` exits 1 when any file was skipped, `docs check` when differences remain unrepaired.
 """
 
 from __future__ import annotations
@@ -46,10 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("chat", help="multi-turn questions (empty line or Ctrl-D ends)")
 
-    docs = commands.add_parser("docs", help="list or delete documents")
+    docs = commands.add_parser("docs", help="list, check or delete documents")
     docs_commands = docs.add_subparsers(dest="docs_command", required=True)
     docs_list = docs_commands.add_parser("list")
     docs_list.add_argument("--json", action="store_true")
+    docs_check = docs_commands.add_parser(
+        "check", help="compare catalog, store and keyword index (exit 1 on differences)"
+    )
+    docs_check.add_argument(
+        "--repair", action="store_true", help="fix the differences (run while no ingest runs)"
+    )
     docs_delete = docs_commands.add_parser("delete")
     docs_delete.add_argument("doc_ids", nargs="*")
     docs_delete.add_argument("--all", action="store_true", help="delete the whole collection")
@@ -200,6 +206,10 @@ def _chat(app, args: argparse.Namespace) -> int:
 
 
 def _docs(app, args: argparse.Namespace) -> int:
+    if args.docs_command == "check":
+        report = app.check(repair=args.repair)
+        print("\n".join(report.lines()))
+        return 1 if report.unrepaired else 0
     if args.docs_command == "list":
         records = app.documents()
         if args.json:

@@ -323,6 +323,29 @@ def test_persist_replaces_previous_generation(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("index", ["exact", "hnsw"])
+def test_writers_sharing_a_directory_merge_instead_of_overwriting(
+    tmp_path: Path, index: str
+) -> None:
+    folder = str(tmp_path / "store")
+    vectors = random_vectors(4)
+    first, second = MemoryVectorStore(index=index), MemoryVectorStore(index=index)
+    first.add([make_node("a", vectors[0]), make_node("b", vectors[1])])
+    first.persist(folder)
+    second.add([make_node("c", vectors[2])])
+    second.persist(folder)  # second never loaded a and b: they must survive
+    first.add([make_node("d", vectors[3])])
+    first.delete_nodes(node_ids=["a", "c"])  # c is on disk only, not in first's rows
+    first.persist(folder)
+    assert sorted(n.node_id for n in MemoryVectorStore.from_persist_dir(folder).get_nodes()) == [
+        "b",
+        "d",
+    ]
+    assert second.refresh(folder) and sorted(n.node_id for n in second.get_nodes()) == ["b", "d"]
+    assert not second.refresh(folder)
+    assert query(second, vectors[3], k=1).ids == ["d"]
+
+
 @pytest.mark.parametrize("fail_on_call", [1, 2, 3])
 def test_crash_during_persist_keeps_previous_generation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_on_call: int

@@ -723,6 +723,10 @@ class MemoryVectorStore(BasePydanticVectorStore):
             return
         with self._lock:
             self._remove_rows(np.flatnonzero(self._table.selection(node_ids, filters)))
+            if filters is None:
+                # Ids this store has not loaded yet may be on disk (another writer's): a merge
+                # must delete them there too.
+                self._changes.update((node_id, False) for node_id in node_ids or ())
 
     def _remove_rows(self, rows: np.ndarray) -> None:
         self._changes.update((self._table.ids[row], False) for row in rows.tolist())
