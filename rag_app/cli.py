@@ -63,21 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("config", help="effective settings, secrets masked")
     commands.add_parser("stores", help="which backends are usable now, and why not")
 
-    evaluate = commands.add_parser("eval", help="retrieval evaluation")
-    eval_kinds = evaluate.add_subparsers(dest="eval_kind", required=True)
-    squad = eval_kinds.add_parser("squad", help="SQuAD-format QA: hit@k of answer spans")
-    squad.add_argument("path", type=Path)
-    squad.add_argument("--limit", type=int, default=None)
-    squad.add_argument("--seed", type=int, default=0)
-    squad.add_argument("--top-k", type=int, default=10)
-    squad.add_argument("--json", action="store_true")
-    pairs = eval_kinds.add_parser(
-        "pairs", help="sentence pairs (KLUE STS JSON): sentence1 retrieves its sentence2"
-    )
-    pairs.add_argument("path", type=Path)
-    pairs.add_argument("--min-label", type=float, default=4.0)
-    pairs.add_argument("--top-k", type=int, default=10)
-    pairs.add_argument("--json", action="store_true")
+    _add_eval_commands(commands)
 
     commands.add_parser(
         "pinecone-local",
@@ -136,20 +122,110 @@ def _stores(settings) -> int:
 
 
 def _eval(settings, args: argparse.Namespace) -> int:
+    return EVAL_COMMANDS[args.eval_kind](settings, args)
+
+
+def _eval_retrieval(settings, args: argparse.Namespace) -> int:
     from rag_app.eval import evaluate_pairs, evaluate_squad
 
     if not args.path.is_file():
         raise RagAppError(f"eval: no such file {args.path}")
+    rows: list[dict] = []
     if args.eval_kind == "squad":
-        result = evaluate_squad(settings, args.path, args.limit, args.seed, args.top_k)
+        result = evaluate_squad(settings, args.path, args.limit, args.seed, args.top_k, rows=rows)
+        params = {"limit": args.limit, "seed": args.seed, "top_k": args.top_k}
     else:
-        result = evaluate_pairs(settings, args.path, args.min_label, args.top_k)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:18} {value}")
+        result = evaluate_pairs(settings, args.path, args.min_label, args.top_k, rows=rows)
+        params = {"min_label": args.min_label, "top_k": args.top_k}
+    _record(settings, args, args.eval_kind, args.path, result, rows, params)
+    _print_metrics(result, args.json)
     return 0
+
+
+def _eval_answers(settings, args: argparse.Namespace) -> int:
+    from rag_app.answer_eval import evaluate_answers
+
+    run = evaluate_answers(settings, args.path, args.limit, args.seed, args.judge, args.concurrency)
+    params = {"limit": args.limit, "seed": args.seed, "judge": args.judge or settings.judge}
+    _record(settings, args, "answers", args.path, run.metrics, run.rows, params, run.dataset.sha256)
+    _print_metrics(run.metrics, args.json)
+    return 0
+
+
+def _eval_compare(settings, args: argparse.Namespace) -> int:
+    from rag_app.pairwise import compare_runs
+    from rag_app.runs import load_run
+
+    run_a, run_b = load_run(settings, args.run_a), load_run(settings, args.run_b)
+    result = compare_runs(settings, run_a, run_b, args.judge, args.concurrency)
+    rows = result.pop("rows")
+    dataset = run_a["dataset"]
+    _record(settings, args, "compare", Path(dataset["path"]), result, rows, {}, dataset["sha256"])
+    _print_metrics(result, args.json)
+    return 0
+
+
+def _eval_runs(settings, args: argparse.Namespace) -> int:
+    from rag_app.runs import diff_runs, list_runs, load_run
+
+    if args.runs_command == "diff":
+        diff = diff_runs(load_run(settings, args.a), load_run(settings, args.b))
+        if args.json:
+            print(json.dumps(diff, ensure_ascii=False))
+        else:
+            _print_diff(diff)
+        return 0
+    runs = list_runs(settings)
+    if args.json:
+        print(json.dumps([{**asdict(r), "path": str(r.path)} for r in runs], ensure_ascii=False))
+    for run in [] if args.json else runs:
+        print(f"{run.id}\t{run.kind}\t{run.dataset}\t{run.n_rows} rows\t{run.created}")
+    return 0
+
+
+def _record(settings, args, kind, dataset, metrics, rows, params, sha256=None) -> None:
+    """Write the run record (and log it to W&B with --wandb); say where on stderr."""
+    from rag_app.runs import load_run, runs_dir, write_run
+
+    path = write_run(settings, kind, dataset, metrics, rows, params, sha256)
+    print(f"run record: {path}", file=sys.stderr)
+    if getattr(args, "wandb", False):
+        from rag_app.wandb_log import log_run
+
+        print(f"wandb: {log_run(load_run(settings, path), runs_dir(settings))}", file=sys.stderr)
+
+
+def _print_metrics(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False))
+        return
+    for key, value in result.items():
+        print(f"{key:18} {value}")
+
+
+def _print_diff(diff: dict) -> None:
+    print(f"A = {diff['a']}\nB = {diff['b']}")
+    if not diff["same_dataset"]:
+        print("note: the runs used different datasets (SHA-256 differs)")
+    print(f"{'metric':26} {'A':>12} {'B':>12} {'B - A':>10}")
+    for m in diff["metrics"]:
+        delta = "" if m["delta"] is None else f"{m['delta']:+.4f}"
+        print(f"{m['name']:26} {_cell(m['a']):>12} {_cell(m['b']):>12} {delta:>10}")
+    print(f"changed questions: {len(diff['changed_questions'])}")
+    for question in diff["changed_questions"]:
+        changes = {k: v for k, v in question.items() if k not in ("id", "question")}
+        shown = ", ".join(f"{k}: {_cell(a)} -> {_cell(b)}" for k, (a, b) in changes.items())
+        print(f"  {question['id']} {str(question['question'])[:50]!r}: {shown}")
+    for side in ("a", "b"):
+        if diff[f"only_in_{side}"]:
+            print(f"only in {side.upper()}: {len(diff[f'only_in_{side}'])} question(s)")
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    text = "" if value is None else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _ingest(app, args: argparse.Namespace) -> int:
@@ -229,6 +305,60 @@ def _docs(app, args: argparse.Namespace) -> int:
         print(f"not found: {doc_id}", file=sys.stderr)
     print(f"deleted {len(args.doc_ids) - len(missing)} document(s)")
     return 1 if missing else 0
+
+
+def _add_eval_commands(commands) -> None:
+    evaluate = commands.add_parser("eval", help="evaluate retrieval or answers (run records)")
+    eval_kinds = evaluate.add_subparsers(dest="eval_kind", required=True)
+    squad = eval_kinds.add_parser("squad", help="SQuAD-format QA: hit@k of answer spans")
+    squad.add_argument("path", type=Path)
+    squad.add_argument("--limit", type=int, default=None)
+    squad.add_argument("--seed", type=int, default=0)
+    squad.add_argument("--top-k", type=int, default=10)
+    pairs = eval_kinds.add_parser(
+        "pairs", help="sentence pairs (KLUE STS JSON): sentence1 retrieves its sentence2"
+    )
+    pairs.add_argument("path", type=Path)
+    pairs.add_argument("--min-label", type=float, default=4.0)
+    pairs.add_argument("--top-k", type=int, default=10)
+    answers = eval_kinds.add_parser(
+        "answers",
+        help="answer quality: EM/F1, BLEU, chrF, ROUGE, similarity, perplexity, LLM judge",
+    )
+    answers.add_argument("path", type=Path, help="SQuAD-format .json or .jsonl questions")
+    answers.add_argument("--limit", type=int, default=None)
+    answers.add_argument("--seed", type=int, default=0)
+    compare = eval_kinds.add_parser(
+        "compare", help="judge two answer runs question by question (both orders)"
+    )
+    compare.add_argument("run_a", help="run id, id prefix or record path")
+    compare.add_argument("run_b")
+    for command in (answers, compare):
+        command.add_argument("--judge", help="openai:<model> (default: RAG_JUDGE)")
+        command.add_argument("--concurrency", type=int, default=16, help="judge calls in flight")
+    for command in (squad, pairs, answers, compare):
+        command.add_argument("--json", action="store_true")
+    for command in (squad, pairs, answers):
+        command.add_argument(
+            "--wandb", action="store_true", help="also log the run to Weights & Biases"
+        )
+    runs = eval_kinds.add_parser("runs", help="list run records; `runs diff A B` compares two")
+    runs.add_argument("--json", action="store_true")
+    diff = runs.add_subparsers(dest="runs_command").add_parser(
+        "diff", help="metrics side by side and per-question changes"
+    )
+    diff.add_argument("a")
+    diff.add_argument("b")
+    diff.add_argument("--json", action="store_true")
+
+
+EVAL_COMMANDS = {
+    "squad": _eval_retrieval,
+    "pairs": _eval_retrieval,
+    "answers": _eval_answers,
+    "compare": _eval_compare,
+    "runs": _eval_runs,
+}
 
 
 COMMANDS = {

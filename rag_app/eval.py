@@ -9,6 +9,7 @@ Ctrl-C).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -48,8 +49,12 @@ def evaluate_squad(
     seed: int = 0,
     top_k: int = 10,
     embedder: Embedder | None = None,
+    rows: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Ingest every article, ask the (sampled) questions, and report hit@k and latency."""
+    """Ingest every article, ask the (sampled) questions, and report hit@k and latency.
+
+    `rows`, when given, receives one row per question (id, question, rank) for run records.
+    """
     documents, questions = read_squad(path)
     if limit is not None and limit < len(questions):
         questions = random.Random(seed).sample(questions, limit)
@@ -58,6 +63,8 @@ def evaluate_squad(
         ranks, latencies = _ask(
             app, [q.question for q in questions], top_k, _squad_judge(questions)
         )
+        if rows is not None:
+            rows += question_rows([(q.doc_id, q.question) for q in questions], ranks)
         chunk_tokens = [
             len(app.embedder.tokenize(n.text)) for d in documents for n in app.chunker.split(d)
         ]
@@ -79,8 +86,12 @@ def evaluate_pairs(
     min_label: float = 4.0,
     top_k: int = 10,
     embedder: Embedder | None = None,
+    rows: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """KLUE-STS-style pairs: sentence1 retrieves its sentence2 among all second sentences."""
+    """KLUE-STS-style pairs: sentence1 retrieves its sentence2 among all second sentences.
+
+    `rows`, when given, receives one row per query (id, question, rank) for run records.
+    """
     pairs = json.loads(Path(path).read_text(encoding="utf-8"))
     partners = sorted({p["sentence2"] for p in pairs})
     ids = {text: f"s2-{i:05d}" for i, text in enumerate(partners)}
@@ -94,6 +105,8 @@ def evaluate_pairs(
         ranks, latencies = _ask(
             app, [q for q, _ in queries], top_k, lambda sources: _rank_of(sources, next(gold))
         )
+        if rows is not None:
+            rows += question_rows([(d, q) for q, d in queries], ranks)
         return {
             **_metrics("recall", ranks),
             "n_queries": len(queries),
@@ -115,6 +128,21 @@ def scratch_app(settings: Settings, embedder: Embedder | None) -> Iterator[RagAp
         if app.keyword:
             shutil.rmtree(app.keyword.directory, ignore_errors=True)
         app.close()
+
+
+def question_rows(
+    questions: Sequence[tuple[str, str]], ranks: Sequence[int | None]
+) -> list[dict[str, Any]]:
+    """Rows keyed by a stable id from (gold doc id, question), so runs can be diffed."""
+    return [
+        {
+            "id": hashlib.sha1(f"{doc_id}|{question}".encode()).hexdigest()[:12],
+            "question": question,
+            "gold": doc_id,
+            "rank": rank,
+        }
+        for (doc_id, question), rank in zip(questions, ranks, strict=True)
+    ]
 
 
 def _squad_judge(questions: Sequence[SquadQuestion]) -> Callable[[list[Source]], int | None]:

@@ -41,6 +41,15 @@ class Source:
     source: str = ""
 
 
+@dataclass(frozen=True)
+class Generated:
+    """An answer text with its tokens' log-probabilities, or why there are none."""
+
+    text: str
+    token_logprobs: list[float] | None
+    why_no_logprobs: str | None = None
+
+
 @dataclass
 class Answer:
     question: str
@@ -66,6 +75,13 @@ class Answerer:
         self, question: str, sources: Sequence[Source], history: Sequence[ChatMessage] = ()
     ) -> str:
         return "".join(self.stream(question, sources, history))
+
+    def generate(
+        self, question: str, sources: Sequence[Source], history: Sequence[ChatMessage] = ()
+    ) -> Generated:
+        """The answer plus token log-probabilities, for perplexity in answer evaluations."""
+        reason = f"the {self.mode} answerer has no token probabilities"
+        return Generated(self.answer(question, sources, history), None, reason)
 
     def stream(
         self, question: str, sources: Sequence[Source], history: Sequence[ChatMessage] = ()
@@ -140,14 +156,36 @@ class OpenAIAnswerer(Answerer):
     def stream(
         self, question: str, sources: Sequence[Source], history: Sequence[ChatMessage] = ()
     ) -> Iterator[str]:
-        messages = [
-            ChatMessage(role=MessageRole.SYSTEM, content=SYSTEM_PROMPT),
-            *history,
-            ChatMessage(role=MessageRole.USER, content=prompt(question, sources)),
-        ]
-        for chunk in self.llm.stream_chat(messages):
+        for chunk in self.llm.stream_chat(_messages(question, sources, history)):
             if chunk.delta:
                 yield chunk.delta
+
+    def generate(
+        self, question: str, sources: Sequence[Source], history: Sequence[ChatMessage] = ()
+    ) -> Generated:
+        """One non-streamed call with `logprobs=True`; servers that ignore it give none.
+
+        The chosen tokens' log-probabilities are read from the raw response: LlamaIndex's
+        `ChatResponse.logprobs` keeps only the top alternatives, not the sampled token.
+        """
+        response = self.llm.chat(_messages(question, sources, history), logprobs=True)
+        text = response.message.content or ""
+        choice_logprobs = getattr(response.raw.choices[0], "logprobs", None)
+        content = getattr(choice_logprobs, "content", None) or []
+        logprobs = [float(token.logprob) for token in content]
+        if logprobs:
+            return Generated(text, logprobs)
+        return Generated(text, None, f"the LLM ({self.mode}) returned no logprobs")
+
+
+def _messages(
+    question: str, sources: Sequence[Source], history: Sequence[ChatMessage]
+) -> list[ChatMessage]:
+    return [
+        ChatMessage(role=MessageRole.SYSTEM, content=SYSTEM_PROMPT),
+        *history,
+        ChatMessage(role=MessageRole.USER, content=prompt(question, sources)),
+    ]
 
 
 def prompt(question: str, sources: Sequence[Source]) -> str:

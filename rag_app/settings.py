@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = _env("OPENAI_API_KEY", None)
     openai_base_url: str | None = _env("OPENAI_BASE_URL", None)
 
+    judge: str | None = _env("RAG_JUDGE", None)
+    judge_timeout: float = _env("RAG_JUDGE_TIMEOUT", 60.0, gt=0, le=3600)
+
     @field_validator("embed_model")
     @classmethod
     def _check_embed_model(cls, value: str) -> str:
@@ -87,6 +90,13 @@ class Settings(BaseSettings):
         if value in ("auto", "extractive") or _has_payload(value, ("openai:",)):
             return value
         raise ValueError("expected 'auto', 'extractive' or 'openai:<model>'")
+
+    @field_validator("judge")
+    @classmethod
+    def _check_judge(cls, value: str | None) -> str | None:
+        if value is None or _has_payload(value, ("openai:",)):
+            return value
+        raise ValueError("expected 'openai:<model>' (any OpenAI-compatible server)")
 
     @property
     def resolved_llm(self) -> str:
