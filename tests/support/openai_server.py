@@ -14,6 +14,13 @@ Every `/v1` request is appended to a JSONL log (`--log`) before it is answered, 
 Authorization value replaced by a presence flag. `--fail-first N` answers the first N `/v1`
 requests with 429 (or `--fail-status`), to test client retries.
 
+For LLM-as-judge tests, `--script FILE` scripts chat replies: a JSON list of rules
+`{"contains": text, "reply"?: text, "status"?: code, "delay_ms"?: n, "times"?: n}`; the first
+rule whose `contains` occurs in the request's messages (and that has `times` left) decides the
+reply text, an injected error status, or a delay (longer than the client's timeout: a
+timeout). `--delay-ms` delays every chat reply; `--logprobs` answers `logprobs: true` requests
+with a log-probability of -0.5 per word-piece (so perplexity is e^0.5).
+
 It uses only the standard library so it runs as a plain script
 (`python tests/support/openai_server.py --port N`) or as `python -m tests.support.openai_server`.
 `running_openai_server()` starts it as a subprocess for the duration of a `with` block.
@@ -64,6 +71,9 @@ class ServerOptions:
     fail_first: int = 0
     fail_status: int = 429
     echo_chars: int = 200
+    script_path: Path | None = None
+    delay_ms: int = 0
+    logprobs: bool = False
 
 
 @dataclass
@@ -164,6 +174,21 @@ class OpenAICompatibleServer(ThreadingHTTPServer):
         self._lock = threading.Lock()
         self._faults_left = options.fail_first
         self._ids = itertools.count(1)
+        self.rules: list[dict[str, Any]] = (
+            json.loads(options.script_path.read_text(encoding="utf-8"))
+            if options.script_path
+            else []
+        )
+
+    def take_rule(self, text: str) -> dict[str, Any] | None:
+        """The first scripted rule matching `text` that has uses left (consuming one)."""
+        with self._lock:
+            for rule in self.rules:
+                if rule["contains"] in text and rule.get("times", 1) != 0:
+                    if "times" in rule:
+                        rule["times"] -= 1
+                    return rule
+        return None
 
     def take_fault(self) -> bool:
         """True for each of the first `fail_first` requests."""
@@ -297,7 +322,7 @@ def route(method: str, path: str, body: Any, server: OpenAICompatibleServer) -> 
             )
         if path == "/v1/embeddings":
             return embeddings(body, server.options)
-        return chat_completion(body, server.options, f"chatcmpl-{server.next_id()}")
+        return chat_completion(body, server, f"chatcmpl-{server.next_id()}")
     raise ApiError(
         404, f"Unknown endpoint {method} {path}.", "invalid_request_error", "unknown_url"
     )
@@ -332,13 +357,40 @@ def embeddings(body: dict[str, Any], options: ServerOptions) -> Reply:
     )
 
 
-def chat_completion(body: dict[str, Any], options: ServerOptions, completion_id: str) -> Reply:
+def scripted(messages: list[dict[str, Any]], server: OpenAICompatibleServer) -> str | None:
+    """Apply the first matching rule: sleep, raise its status, or return its reply text."""
+    rule = server.take_rule("\n".join(content_text(m.get("content")) for m in messages))
+    delay_ms = (rule or {}).get("delay_ms", server.options.delay_ms)
+    if delay_ms:
+        time.sleep(delay_ms / 1000)
+    if rule is None:
+        return None
+    if rule.get("status", 200) != 200:
+        raise injected_fault(rule["status"])
+    return rule.get("reply")
+
+
+def token_logprobs(answer: str) -> dict[str, Any]:
+    """OpenAI's `logprobs.content`: one entry per word-piece, each with log-probability -0.5."""
+    content = []
+    for piece in STREAM_PIECE.findall(answer):
+        token = {"token": piece, "logprob": -0.5, "bytes": list(piece.encode())}
+        content.append({**token, "top_logprobs": [token]})
+    return {"content": content, "refusal": None}
+
+
+def chat_completion(
+    body: dict[str, Any], server: OpenAICompatibleServer, completion_id: str
+) -> Reply:
+    options = server.options
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise ApiError(
             400, "'messages' must be a list.", "invalid_request_error", "invalid_messages"
         )
-    answer = "ECHO: " + last_user_text(messages)[: options.echo_chars]
+    answer = scripted(messages, server)
+    if answer is None:
+        answer = "ECHO: " + last_user_text(messages)[: options.echo_chars]
     counted = usage([content_text(message.get("content")) for message in messages], answer)
     base = {"id": completion_id, "created": int(time.time()), "model": body.get("model", "")}
     if body.get("stream"):
@@ -348,7 +400,7 @@ def chat_completion(body: dict[str, Any], options: ServerOptions, completion_id:
         "index": 0,
         "message": {"role": "assistant", "content": answer, "refusal": None},
         "finish_reason": "stop",
-        "logprobs": None,
+        "logprobs": token_logprobs(answer) if options.logprobs and body.get("logprobs") else None,
     }
     return Reply(200, {**base, "object": "chat.completion", "choices": [choice], "usage": counted})
 
@@ -386,7 +438,13 @@ def option_arguments(options: ServerOptions) -> list[str]:
         str(options.fail_status),
         "--echo-chars",
         str(options.echo_chars),
+        "--delay-ms",
+        str(options.delay_ms),
     ]
+    if options.script_path is not None:
+        arguments += ["--script", str(options.script_path)]
+    if options.logprobs:
+        arguments.append("--logprobs")
     if options.log_path is not None:
         arguments += ["--log", str(options.log_path)]
     return arguments
@@ -400,6 +458,9 @@ def running_openai_server(
     fail_first: int = 0,
     fail_status: int = 429,
     echo_chars: int = 200,
+    script_path: Path | None = None,
+    delay_ms: int = 0,
+    logprobs: bool = False,
     startup_timeout: float = 30.0,
 ) -> Iterator[str]:
     """Run the server as a subprocess on a free port; yield its base URL (`.../v1`)."""
@@ -407,7 +468,9 @@ def running_openai_server(
     from tests.support.ports import free_port
 
     port = free_port()
-    options = ServerOptions(dim, log_path, fail_first, fail_status, echo_chars)
+    options = ServerOptions(
+        dim, log_path, fail_first, fail_status, echo_chars, script_path, delay_ms, logprobs
+    )
     command = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -470,12 +533,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=200,
         help="how much of the last user message the answer echoes",
     )
+    parser.add_argument("--script", type=Path, help="JSON rules scripting chat replies")
+    parser.add_argument("--delay-ms", type=int, default=0, help="delay every chat reply")
+    parser.add_argument("--logprobs", action="store_true", help="answer logprobs requests")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    options = ServerOptions(args.dim, args.log, args.fail_first, args.fail_status, args.echo_chars)
+    options = ServerOptions(
+        args.dim,
+        args.log,
+        args.fail_first,
+        args.fail_status,
+        args.echo_chars,
+        args.script,
+        args.delay_ms,
+        args.logprobs,
+    )
     with OpenAICompatibleServer((args.host, args.port), options) as server:
         print(f"serving on http://{args.host}:{server.server_port}/v1", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
