@@ -18,11 +18,13 @@ import asyncio
 import re
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
+import httpx
 from llama_index.core.base.llms.types import LLMMetadata
 from llama_index.core.prompts import PromptTemplate
 from llama_index.llms.openai import OpenAI
@@ -111,7 +113,20 @@ class CountingOpenAI(OpenAI):
         return dict(self._usage)
 
 
-def build_judge_llm(settings: Settings, spec: str | None, retries: int = 3) -> CountingOpenAI:
+@asynccontextmanager
+async def judge_llm(settings: Settings, spec: str | None, retries: int) -> AsyncIterator[Any]:
+    """The judge LLM on an HTTP client closed with the event loop that used it (a client left
+    open would be closed by the garbage collector after `asyncio.run` closed its loop)."""
+    async with httpx.AsyncClient() as http:
+        yield build_judge_llm(settings, spec, retries, http)
+
+
+def build_judge_llm(
+    settings: Settings,
+    spec: str | None,
+    retries: int = 3,
+    http: httpx.AsyncClient | None = None,
+) -> CountingOpenAI:
     """The judge named by `spec` (or RAG_JUDGE): `openai:<model>` on OPENAI_BASE_URL."""
     spec = spec or settings.judge
     if not spec or not spec.startswith("openai:") or spec == "openai:":
@@ -128,6 +143,7 @@ def build_judge_llm(settings: Settings, spec: str | None, retries: int = 3) -> C
         max_retries=retries,
         timeout=settings.judge_timeout,
         temperature=0.0,
+        async_http_client=http,
     )
 
 
@@ -183,10 +199,17 @@ class Bounded:
         if limit < 1:
             raise ConfigError("--concurrency must be at least 1")
         self._semaphore = asyncio.Semaphore(limit)
+        self.in_flight = 0
+        self.peak = 0
 
     async def __call__(self, make: Callable[[], Awaitable[T]]) -> T:
         async with self._semaphore:
-            return await make()
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            try:
+                return await make()
+            finally:
+                self.in_flight -= 1
 
 
 async def guarded(
@@ -249,13 +272,19 @@ def judge_rows(
 async def _judge_rows(
     settings: Settings, rows: list[dict[str, Any]], spec: str | None, concurrency: int, retries
 ) -> dict[str, Any]:
+    async with judge_llm(settings, spec, retries) as llm:
+        return await _score_rows(llm, rows, concurrency, spec or settings.judge)
+
+
+async def _score_rows(
+    llm: CountingOpenAI, rows: list[dict[str, Any]], concurrency: int, spec: str | None
+) -> dict[str, Any]:
     from llama_index.core.evaluation import (
         AnswerRelevancyEvaluator,
         ContextRelevancyEvaluator,
         FaithfulnessEvaluator,
     )
 
-    llm = build_judge_llm(settings, spec, retries)
     faithfulness = FaithfulnessEvaluator(
         llm=llm, eval_template=FAITHFULNESS_TEMPLATE, refine_template=FAITHFULNESS_REFINE
     )
@@ -305,13 +334,14 @@ async def _judge_rows(
     await asyncio.gather(*(score_row(row) for row in rows))
     return {
         **{metric: _mean(row.get("judge", {}).get(metric) for row in rows) for metric in METRICS},
-        "judge": spec or settings.judge,
+        "judge": spec,
         "judge_calls": tally.calls,
         "judge_failures": sum(tally.failures.values()),
         "judge_failures_by_metric": dict(tally.failures),
         "judge_failure_reasons": dict(tally.reasons),
         "judge_rows_without_contexts": no_context,
         "judge_tokens": llm.usage,
+        "judge_peak_in_flight": bounded.peak,
     }
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.prompts import ChatPromptTemplate
 
-from rag_app.judge import LANGUAGE_NOTE, Bounded, Outcome, build_judge_llm, guarded, run_sync
+from rag_app.judge import LANGUAGE_NOTE, Bounded, Outcome, guarded, judge_llm, run_sync
 from rag_app.settings import Settings
 
 SYSTEM = (
@@ -96,9 +96,13 @@ def compare_runs(
 
 
 async def _compare(settings, run_a, run_b, spec, concurrency, retries) -> dict[str, Any]:
+    async with judge_llm(settings, spec, retries) as llm:
+        return await _judge_pairs(llm, run_a, run_b, concurrency, spec or settings.judge)
+
+
+async def _judge_pairs(llm, run_a, run_b, concurrency: int, spec: str | None) -> dict[str, Any]:
     from llama_index.core.evaluation import PairwiseComparisonEvaluator
 
-    llm = build_judge_llm(settings, spec, retries)
     evaluator = PairwiseComparisonEvaluator(
         llm=llm, eval_template=TEMPLATE, enforce_consensus=False
     )
@@ -137,7 +141,7 @@ async def _compare(settings, run_a, run_b, spec, concurrency, retries) -> dict[s
         }
 
     rows = list(await asyncio.gather(*(judge(a, b) for a, b in pairs)))
-    return summarize(rows, run_a["id"], run_b["id"], spec or settings.judge, llm.usage)
+    return summarize(rows, run_a["id"], run_b["id"], spec, llm.usage)
 
 
 def summarize(

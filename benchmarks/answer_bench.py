@@ -1,0 +1,99 @@
+"""Answer-evaluation overheads: reference metrics per 1,000 answers, and a judge run.
+
+Targets (issue 11): the reference metrics of 1,000 answers add at most 10 s to answer
+generation; a 1,000-question judge run (the three triad calls per question) against the
+loopback OpenAI-compatible server answering in 200 ms finishes within 60 s, with at least 8
+calls in flight. Texts are synthetic English, Korean and Chinese sentences, so the section
+needs no shared data.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rag_app.answer_eval import aggregate, score_references
+from rag_app.embeddings import Embedder
+from rag_app.judge import judge_rows
+from rag_app.settings import load_settings
+from tests.support.openai_server import running_openai_server
+
+WORDS = {
+    "en": "the river flows through seoul and the capital holds many old palaces near mountains",
+    "ko": "서울은 대한민국의 수도이다 한강이 도시를 가로질러 흐르고 궁궐과 산이 많다",
+    "zh": "首尔是韩国的首都汉江流经城市市内有许多古老的宫殿和山",
+}
+TRIAD_RULES = [
+    {"contains": "supported by the context", "reply": "Supported.\n[RESULT] YES"},
+    {"contains": "whether a response is relevant", "reply": "On topic.\n[RESULT] 2"},
+    {"contains": "retrieved context is relevant", "reply": "Partly.\n[RESULT] 3"},
+]
+
+
+def _sentence(rng: random.Random, language: str, length: int) -> str:
+    if language == "zh":
+        return "".join(rng.choice(WORDS["zh"]) for _ in range(length * 2))
+    return " ".join(rng.choice(WORDS[language].split()) for _ in range(length))
+
+
+def synthetic_rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        language = ("en", "ko", "zh")[i % 3]
+        rows.append(
+            {
+                "id": f"q{i}",
+                "question": _sentence(rng, language, 8),
+                "answer": _sentence(rng, language, 25) + " [1]",
+                "references": [_sentence(rng, language, 6)],
+                "contexts": [_sentence(rng, language, 60)],
+            }
+        )
+    return rows
+
+
+def bench_reference_metrics(embedder: Embedder, n: int = 1000) -> dict[str, Any]:
+    """Seconds to score n answers: all metrics, and the share of the embedding similarity."""
+    rows = synthetic_rows(n)
+    began = time.perf_counter()
+    score_references(rows, embedder)
+    metrics = aggregate(rows)
+    seconds = time.perf_counter() - began
+    return {
+        "answers": n,
+        "seconds": round(seconds, 2),
+        "texts_embedded": embedder.texts_embedded,
+        "f1": metrics["f1"],
+        "rouge1": metrics["rouge1"],
+    }
+
+
+def bench_judge(n: int = 1000, delay_ms: int = 200, concurrency: int = 16) -> dict[str, Any]:
+    """A full triad run over n questions against the loopback server delaying each reply."""
+    rows = synthetic_rows(n, seed=1)
+    with tempfile.TemporaryDirectory(prefix="judge-bench-") as tmp:
+        script = Path(tmp) / "script.json"
+        script.write_text(json.dumps(TRIAD_RULES), encoding="utf-8")
+        with running_openai_server(script_path=script, delay_ms=delay_ms) as url:
+            settings = load_settings(
+                openai_api_key="sk-bench", openai_base_url=url, data_dir=Path(tmp) / "data"
+            )
+            began = time.perf_counter()
+            summary = judge_rows(settings, rows, "openai:gpt-4o-mini", concurrency)
+            seconds = time.perf_counter() - began
+    calls = summary["judge_calls"]
+    return {
+        "questions": n,
+        "calls": calls,
+        "reply_delay_ms": delay_ms,
+        "concurrency": concurrency,
+        "peak_in_flight": summary["judge_peak_in_flight"],
+        "failures": summary["judge_failures"],
+        "seconds": round(seconds, 2),
+        "serial_seconds": round(calls * delay_ms / 1000, 1),
+    }
