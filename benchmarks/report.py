@@ -92,6 +92,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
             ),
             Target(f"re-ingest {name}: texts embedded", "0", ingest["reingest_texts_embedded"], 0),
         ]
+    found += _answer_targets(results.get("answer_eval"))
     for scale in results.get("scale", []):
         for name in ("memory", "chroma"):
             overhead = _get(scale, "backends", name, "overhead_p50_ms")
@@ -99,6 +100,63 @@ def targets(results: dict[str, Any]) -> list[Target]:
             if overhead is not None:
                 found.append(Target(label, "<= 5 ms", overhead, 5))
     return found
+
+
+def _answer_targets(answers: dict[str, Any] | None) -> list[Target]:
+    if not answers:
+        return []
+    metrics, judge = answers["reference_metrics"], answers["judge"]
+    return [
+        Target(
+            f"reference metrics of {metrics['answers']} answers (s)",
+            "<= 10 s per 1,000",
+            metrics["seconds"],
+            10 * metrics["answers"] / 1000,
+        ),
+        Target(
+            f"judge run, {judge['questions']} questions x 3 calls at "
+            f"{judge['reply_delay_ms']} ms (s)",
+            "<= 60 s per 1,000",
+            judge["seconds"],
+            60 * judge["questions"] / 1000,
+        ),
+        Target("judge calls in flight (peak)", ">= 8", judge["peak_in_flight"], 8, True),
+    ]
+
+
+def _answer_section(results: dict[str, Any]) -> list[str]:
+    answers = results.get("answer_eval")
+    if not answers:
+        return []
+    metrics, judge = answers["reference_metrics"], answers["judge"]
+    return [
+        "## Answer evaluation",
+        "",
+        *table(
+            ["answers", "lexical s", "embedding similarity s", "texts embedded"],
+            [
+                (
+                    metrics["answers"],
+                    metrics["lexical_s"],
+                    metrics["similarity_s"],
+                    metrics["texts_embedded"],
+                )
+            ],
+        ),
+        *table(
+            ["questions", "judge calls", "concurrency", "peak in flight", "s", "serial s"],
+            [
+                (
+                    judge["questions"],
+                    judge["calls"],
+                    judge["concurrency"],
+                    judge["peak_in_flight"],
+                    judge["seconds"],
+                    judge["serial_seconds"],
+                )
+            ],
+        ),
+    ]
 
 
 def render_markdown(results: dict[str, Any]) -> str:
@@ -125,6 +183,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += _scale_section(results)
     lines += _hnsw_section(results)
     lines += _rss_section(results)
+    lines += _answer_section(results)
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks import hnsw_bench, ingest_bench, memory_store_bench, query_bench
+from benchmarks import answer_bench, hnsw_bench, ingest_bench, memory_store_bench, query_bench
 from benchmarks.common import XQUAD_EN, XQUAD_ZH
 from benchmarks.report import render_markdown
 from rag_app.embeddings import build_embedder
@@ -37,10 +37,10 @@ INGEST_BACKENDS = ["memory", "chroma", "chroma-server", "pinecone"]
 SCALE_BACKENDS = ["memory", "memory-hnsw", "chroma", "chroma-server", "pinecone"]
 BATCH_SIZES = [16, 32, 64, 128]
 XQUAD_TEXTS = [p for p in (XQUAD_EN, XQUAD_ZH) if p.exists()]
-ALL_SECTIONS = ("ingest", "hybrid", "scale", "rss", "batch", "hnsw-real")
+ALL_SECTIONS = ("ingest", "hybrid", "scale", "rss", "batch", "hnsw-real", "answers")
 #: The embedding batch-size sweep and real-embedding HNSW recall need minutes of encoding on
 #: 2 cores, so `make bench` leaves them out; name them in --sections to run them.
-DEFAULT_SECTIONS = "ingest,hybrid,scale,rss"
+DEFAULT_SECTIONS = "ingest,hybrid,scale,rss,answers"
 TEXT_SECTIONS = {"ingest", "hybrid", "batch", "hnsw-real"}
 
 
@@ -57,6 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=80, help="queries per store")
     parser.add_argument("--rss-sizes", default="100000,1000000", help="memory RSS sizes")
     parser.add_argument("--batch-texts", type=int, default=256, help="texts per batch-size run")
+    parser.add_argument("--answers", type=int, default=1000, help="answers / judged questions")
     parser.add_argument(
         "--sections", default=DEFAULT_SECTIONS, help=f"comma-separated, of {ALL_SECTIONS}"
     )
@@ -69,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {ALL_SECTIONS}")
     if args.quick:
         args.articles, args.sizes, args.rss_sizes = 3, "10000", "100000"
-        args.queries, args.batch_texts = 30, 16
+        args.queries, args.batch_texts, args.answers = 30, 16, 100
     return args
 
 
@@ -119,6 +120,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"[bench] skip: {reason}", flush=True)
             results["skipped"]["xquad"] = reason
         _store_sections(sections, args, workdir)
+        if "answers" in args.sections:
+            _answer_sections(sections, args, workdir)
     results["loadavg_end"] = os.getloadavg()
     results["wall_s"] = round(time.perf_counter() - began, 1)
     return results
@@ -159,6 +162,17 @@ def _text_sections(sections: Sections, args: argparse.Namespace, workdir: Path) 
                 embedder, XQUAD_EN, ["memory-hnsw", "chroma"], args.queries, workdir
             ),
         )
+
+
+def _answer_sections(sections: Sections, args: argparse.Namespace, workdir: Path) -> None:
+    embedder = build_embedder(load_settings(data_dir=workdir / "answers-model"), cache=False)
+    sections.results["answer_eval"] = {
+        "reference_metrics": sections.run(
+            "answer reference metrics",
+            lambda: answer_bench.bench_reference_metrics(embedder, args.answers),
+        ),
+        "judge": sections.run("answer judge", lambda: answer_bench.bench_judge(args.answers)),
+    }
 
 
 def _store_sections(sections: Sections, args: argparse.Namespace, workdir: Path) -> None:

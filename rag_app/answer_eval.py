@@ -147,6 +147,11 @@ def answer_item(app: RagApp, item: AnswerItem, row: dict[str, Any]) -> None:
 
 def score_references(rows: Sequence[dict[str, Any]], embedder: Embedder) -> None:
     """Rows with references gain `metrics`: EM, F1, BLEU, chrF, ROUGE, embedding similarity."""
+    add_similarity(score_lexical(rows), embedder)
+
+
+def score_lexical(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """EM, F1, BLEU, chrF and ROUGE for the rows with references; returns those rows."""
     scored = [row for row in rows if row["references"]]
     for row in scored:
         answer, references = am.strip_citations(row["answer"] or ""), row["references"]
@@ -157,6 +162,10 @@ def score_references(rows: Sequence[dict[str, Any]], embedder: Embedder) -> None
             "chrf": round(am.sentence_chrf(answer, references), 2),
             **{k: round(v, 4) for k, v in am.rouge(answer, references).items()},
         }
+    return scored
+
+
+def add_similarity(scored: Sequence[dict[str, Any]], embedder: Embedder) -> None:
     similarities = semantic_similarities(
         embedder, [(am.strip_citations(r["answer"] or ""), r["references"]) for r in scored]
     )
