@@ -35,6 +35,7 @@ __all__ = [
     "notebook_data_dir",
     "notebook_scale",
     "notebooks_dir",
+    "plot_answer_metrics",
     "plot_hits",
     "run_notebooks",
     "select_notebooks",
@@ -186,6 +187,41 @@ def plot_hits(results: Sequence[dict[str, Any]], ranks: Sequence[int] = (1, 3, 5
     ax.set_ylabel("hit@k")
     ax.set_title("Share of questions whose answer is in the top k chunks")
     ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+#: Answer metrics on a 0..1 scale for `plot_answer_metrics` (BLEU and chrF are divided by 100).
+ANSWER_PLOT_METRICS = ("exact_match", "f1", "bleu", "chrf", "rougeL", "semantic_similarity")
+
+
+def plot_answer_metrics(results: Sequence[dict[str, Any]]):
+    """Grouped bars: one group per answer metric, one bar per (retriever, store) run."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / max(len(results), 1)
+    positions = np.arange(len(ANSWER_PLOT_METRICS))
+    for index, result in enumerate(results):
+        values = [
+            (result.get(m) or 0.0) / (100 if m in ("bleu", "chrf") else 1)
+            for m in ANSWER_PLOT_METRICS
+        ]
+        ax.bar(
+            positions + index * width,
+            values,
+            width,
+            label=f"{result['retriever']} ({result['store']})",
+        )
+    ax.set_xticks(positions + width * (len(results) - 1) / 2)
+    ax.set_xticklabels(["EM", "F1", "BLEU/100", "chrF/100", "ROUGE-L", "similarity"])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("score (0..1)")
+    ax.set_title("Extractive answers vs XQuAD gold answers")
+    ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     plt.close(fig)

@@ -9,7 +9,10 @@ must print why they skip and still run green.
 
 from __future__ import annotations
 
+import json
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +23,7 @@ import pytest
 from rag_app import hnsw_lab
 from rag_app.notebook_support import NotebookRun, execute_notebook, select_notebooks
 from tests.conftest import SHARED
+from tests.support.openai_server import running_openai_server
 
 NOTEBOOKS = select_notebooks()
 EXPECTED = [
@@ -28,6 +32,7 @@ EXPECTED = [
     "03_knn_vs_ann_hnsw",
     "04_pinecone_client",
     "05_evaluate_retrieval",
+    "07_evaluate_answers",
 ]
 #: Each notebook must finish within this wall time at scale small on two cores.
 WALL_LIMIT_SECONDS = 180
@@ -36,7 +41,16 @@ CELL_TIMEOUT_SECONDS = 200
 SHARED_SKIP_MARKERS = {
     "03_knn_vs_ann_hnsw": "XQuAD embeddings: skipped",
     "05_evaluate_retrieval": "skipped: ../shared/data/xquad/xquad.en.json is absent",
+    "07_evaluate_answers": "skipped: ../shared/data/xquad/xquad.en.json is absent",
 }
+#: Notebooks whose judge cells run against the loopback OpenAI-compatible server in tests.
+JUDGE_NOTEBOOKS = {"07_evaluate_answers"}
+JUDGE_RULES = [
+    {"contains": "supported by the context", "reply": "Supported.\n[RESULT] YES"},
+    {"contains": "whether a response is relevant", "reply": "On topic.\n[RESULT] 2"},
+    {"contains": "retrieved context is relevant", "reply": "Partly.\n[RESULT] 3"},
+    {"contains": "impartial judge", "reply": "Equally good. [[C]]"},
+]
 
 
 def run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> NotebookRun:
@@ -58,7 +72,7 @@ def printed(notebook: nbformat.NotebookNode) -> str:
     return "\n".join(parts)
 
 
-def test_the_five_chapter_12_notebooks_exist() -> None:
+def test_the_chapter_notebooks_exist() -> None:
     assert [p.stem for p in NOTEBOOKS] == EXPECTED
 
 
@@ -78,13 +92,31 @@ def test_notebook_is_stored_without_outputs(path: Path) -> None:
 def test_notebook_runs_green_offline_at_small_scale(
     path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    result = run(path, tmp_path, monkeypatch)
+    with loopback_judge(path.stem, tmp_path, monkeypatch):
+        result = run(path, tmp_path, monkeypatch)
     print(f"{path.stem}: {result.seconds:.1f} s")
+    if path.stem in JUDGE_NOTEBOOKS and SHARED.joinpath("data/xquad/xquad.en.json").is_file():
+        assert "'judge_failures': 0" in printed(result.notebook)
     assert result.seconds < WALL_LIMIT_SECONDS, f"{path.stem} took {result.seconds:.0f} s"
     marker = SHARED_SKIP_MARKERS.get(path.stem)
     if marker and SHARED.joinpath("data/xquad/xquad.en.json").is_file():
         assert marker not in printed(result.notebook), "skipped although ../shared is present"
     assert leftover_collections(tmp_path / "data") == []
+
+
+@contextmanager
+def loopback_judge(stem: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """For the notebooks with judge cells: a scripted loopback judge in the kernel's env."""
+    if stem not in JUDGE_NOTEBOOKS:
+        yield
+        return
+    script = tmp_path / "judge-script.json"
+    script.write_text(json.dumps(JUDGE_RULES), encoding="utf-8")
+    with running_openai_server(script_path=script) as url:
+        monkeypatch.setenv("OPENAI_BASE_URL", url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-notebook-test")
+        monkeypatch.setenv("RAG_JUDGE", "openai:gpt-4o-mini")
+        yield
 
 
 def leftover_collections(data_dir: Path) -> list[str]:
