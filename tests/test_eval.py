@@ -73,9 +73,10 @@ def test_eval_cli_prints_exactly_one_json_object(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     path = write_squad(tmp_path / "mini.json")
+    settings = make_settings(retriever="keyword")
     result = subprocess.run(
         rag_app_command("eval", "squad", str(path), "--json", "--limit", "2", "--seed", "1"),
-        env=cli_env(make_settings(retriever="keyword")),
+        env=cli_env(settings),
         capture_output=True,
         text=True,
         timeout=300,
@@ -84,6 +85,11 @@ def test_eval_cli_prints_exactly_one_json_object(
     payload = json.loads(result.stdout)
     assert set(payload) == EVAL_KEYS
     assert payload["n_questions"] == 2 and payload["retriever"] == "keyword"
+    (record_path,) = (settings.data_dir / "runs").glob("*-squad-*.json")
+    record = json.loads(record_path.read_text())
+    assert record["metrics"] == payload and record["params"]["limit"] == 2
+    assert [set(row) for row in record["rows"]] == [{"id", "question", "gold", "rank"}] * 2
+    assert f"run record: {record_path}" in result.stderr
 
 
 def test_klue_pairs_korean_retrieval_floor(
