@@ -157,6 +157,12 @@ def _eval_compare(settings, args: argparse.Namespace) -> int:
     from rag_app.runs import load_run
 
     run_a, run_b = load_run(settings, args.run_a), load_run(settings, args.run_b)
+    for run in (run_a, run_b):
+        if run["kind"] != "answers":
+            raise RagAppError(
+                f"eval compare: run {run['id']} is a {run['kind']} run; compare two runs of "
+                "`rag-app eval answers` (see `rag-app eval runs`)"
+            )
     result = compare_runs(settings, run_a, run_b, args.judge, args.concurrency)
     rows = result.pop("rows")
     dataset = run_a["dataset"]

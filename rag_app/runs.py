@@ -41,9 +41,9 @@ def write_run(
     params: dict[str, Any] | None = None,
     dataset_sha256: str | None = None,
 ) -> Path:
-    """Write one record; its id sorts by time: `YYYYmmdd-HHMMSS-<kind>-<random>`."""
+    """Write one record; its id sorts by time: `YYYYmmdd-HHMMSSmmm-<kind>-<random>`."""
     now = datetime.now(timezone.utc)
-    run_id = f"{now:%Y%m%d-%H%M%S}-{kind}-{uuid.uuid4().hex[:6]}"
+    run_id = f"{now:%Y%m%d-%H%M%S}{now.microsecond // 1000:03d}-{kind}-{uuid.uuid4().hex[:6]}"
     record = {
         "id": run_id,
         "kind": kind,

@@ -162,6 +162,18 @@ def test_cli_answers_runs_and_diff(
     assert "ko '서울은?': answer: 서울 -> 서울은 한국의 수도이다" in out
     assert cli.main(["eval", "runs", "diff", "nope", b]) == 2
     assert "no run 'nope'" in capsys.readouterr().err
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps([{"contains": "impartial judge", "reply": "First. [[A]]"}]))
+    with running_openai_server(script_path=script) as url:
+        monkeypatch.setenv("OPENAI_BASE_URL", url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        code = cli.main(["eval", "compare", a, b, "--judge", "openai:gpt-4o-mini", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0
+    # Only "ko" is in both runs; a judge that always prefers the first answer contradicts
+    # itself when the order is swapped: a tie, and no agreement.
+    assert (result["n_questions"], result["ties"], result["order_agreement"]) == (1, 1, 0.0)
+    assert len(list((data_dir / "runs").glob("*-compare-*.json"))) == 1
 
 
 def test_wandb_offline_logging(
