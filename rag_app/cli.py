@@ -182,6 +182,8 @@ def _eval_runs(settings, args: argparse.Namespace) -> int:
             _print_diff(diff)
         return 0
     runs = list_runs(settings)
+    if not runs:
+        print(f"no run records yet in {settings.data_dir / 'runs'}", file=sys.stderr)
     if args.json:
         print(json.dumps([{**asdict(r), "path": str(r.path)} for r in runs], ensure_ascii=False))
     for run in [] if args.json else runs:
