@@ -144,7 +144,15 @@ def _answer_section(results: dict[str, Any]) -> list[str]:
             ],
         ),
         *table(
-            ["questions", "judge calls", "concurrency", "peak in flight", "s", "serial s"],
+            [
+                "questions",
+                "judge calls",
+                "concurrency",
+                "peak in flight",
+                "s",
+                "ideal s",
+                "client CPU s",
+            ],
             [
                 (
                     judge["questions"],
@@ -152,7 +160,8 @@ def _answer_section(results: dict[str, Any]) -> list[str]:
                     judge["concurrency"],
                     judge["peak_in_flight"],
                     judge["seconds"],
-                    judge["serial_seconds"],
+                    judge.get("ideal_seconds"),
+                    judge.get("client_cpu_s"),
                 )
             ],
         ),
