@@ -114,6 +114,12 @@ def _answer_targets(answers: dict[str, Any] | None) -> list[Target]:
             10 * metrics["answers"] / 1000,
         ),
         Target(
+            f"  of which EM/F1/BLEU/chrF/ROUGE of {metrics['answers']} answers (s)",
+            "<= 10 s per 1,000",
+            metrics["lexical_s"],
+            10 * metrics["answers"] / 1000,
+        ),
+        Target(
             f"judge run, {judge['questions']} questions x 3 calls at "
             f"{judge['reply_delay_ms']} ms (s)",
             "<= 60 s per 1,000",
