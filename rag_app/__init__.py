@@ -11,6 +11,12 @@ _EXPORTS = {
     "RagApp": "rag_app.app",
     "Settings": "rag_app.settings",
     "load_settings": "rag_app.settings",
+    "vector_store": "rag_app.llamaindex",
+    "embed_model": "rag_app.llamaindex",
+    "storage_context": "rag_app.llamaindex",
+    "llm": "rag_app.llamaindex",
+    "response_synthesizer": "rag_app.llamaindex",
+    "shared_app": "rag_app.llamaindex",
 }
 
 __all__ = list(_EXPORTS)

@@ -1,23 +1,29 @@
 """`RagApp`: the Python API that notebooks, scripts, the CLI and the eval all go through.
 
 One object wires settings -> embedder -> backend (from the store factory) -> ingestion and
-query paths, so switching RAG_VECTOR_STORE changes nothing else.
+query paths, so switching RAG_VECTOR_STORE changes nothing else. Its LlamaIndex side
+(`vector_store`, `embed_model`, `storage_context`, `index`, `as_query_engine`,
+`as_chat_engine`) is built from the same parts, and `query` is `as_query_engine().query`, so
+LlamaIndex code and the CLI see the same documents and get the same answers.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from llama_index.core import Document
-from llama_index.core.base.llms.types import ChatMessage, MessageRole
+from llama_index.core import Document, StorageContext, VectorStoreIndex
+from llama_index.core.chat_engine import CondensePlusContextChatEngine
+from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import NodeWithScore
 
+from rag_app.catalog_store import CatalogVectorStore
 from rag_app.chunking import Chunker, default_chunk_size
 from rag_app.consistency import CheckReport, check
-from rag_app.embeddings import Embedder, build_embedder
+from rag_app.embeddings import CachedEmbedding, Embedder, build_embedder
 from rag_app.ingestion import Ingestor, IngestReport
 from rag_app.llms import Answer, Answerer, Source, build_answerer
 from rag_app.loaders import documents_from_python, load_paths
@@ -51,14 +57,8 @@ class RagApp:
             if settings.retriever == "dense"
             else KeywordSync(self.backend, self._keyword_dir())
         )
-        self.retriever = HybridRetriever(
-            self.backend,
-            self.embedder,
-            self.keyword,
-            settings.retriever,
-            settings.top_k,
-            build_reranker(settings.reranker),
-        )
+        self.reranker = build_reranker(settings.reranker)
+        self.retriever = self._retriever(settings.top_k)
         self._answerer: Answerer | None = None
         self._embedding_checked = False
 
@@ -77,6 +77,16 @@ class RagApp:
         if self._answerer is None:
             self._answerer = build_answerer(self.settings)
         return self._answerer
+
+    def _retriever(self, top_k: int) -> HybridRetriever:
+        return HybridRetriever(
+            self.backend,
+            self.embedder,
+            self.keyword,
+            self.settings.retriever,
+            top_k,
+            self.reranker,
+        )
 
     def _ingestor(self) -> Ingestor:
         listeners = [self.keyword] if self.keyword else []
@@ -121,48 +131,87 @@ class RagApp:
         `rag_app.consistency`). Run it while no ingest is running."""
         return check(self.backend, self.keyword, repair)
 
-    def retrieve(self, question: str, top_k: int | None = None) -> list[Source]:
-        """The sources for a question, best first (no answer)."""
+    def _check_embedding(self) -> None:
         if not self._embedding_checked:
             self.backend.check_embedding(self.embedder.model_id, self.embedder.dimension)
             self._embedding_checked = True
+
+    def retrieve(self, question: str, top_k: int | None = None) -> list[Source]:
+        """The sources for a question, best first (no answer)."""
+        self._check_embedding()
         found = self.retriever.search(question, top_k or self.settings.top_k)
         return [_source(number, hit) for number, hit in enumerate(found, start=1)]
 
     def query(self, question: str, top_k: int | None = None) -> Answer:
-        """An answer with its numbered sources."""
-        sources = self.retrieve(question, top_k)
-        text = self.answerer.answer(question, sources)
-        return Answer(question, text, self.answerer.mode, sources)
+        """An answer with its numbered sources (`as_query_engine().query`, as an `Answer`)."""
+        response = self.as_query_engine(similarity_top_k=top_k).query(question)
+        return self._answer(question, str(response), response.source_nodes)
 
     def stream_query(self, question: str, top_k: int | None = None) -> tuple[Answer, Iterator[str]]:
         """The sources now and the answer text as it streams (`answer.text` fills in)."""
-        sources = self.retrieve(question, top_k)
-        answer = Answer(question, "", self.answerer.mode, sources)
+        response = self.as_query_engine(similarity_top_k=top_k, streaming=True).query(question)
+        answer = self._answer(question, "", response.source_nodes)
+        return answer, _filling(answer, response.response_gen)
 
-        def pieces() -> Iterator[str]:
-            for piece in self.answerer.stream(question, sources):
-                answer.text += piece
-                yield piece
-
-        return answer, pieces()
+    def _answer(self, question: str, text: str, nodes: Sequence[NodeWithScore]) -> Answer:
+        sources = [_source(number, hit) for number, hit in enumerate(nodes, start=1)]
+        return Answer(question, text, self.answerer.mode, sources)
 
     def chat(self) -> ChatSession:
         return ChatSession(self)
 
-    def as_query_engine(self) -> Any:
-        """A LlamaIndex query engine over the same retriever (OpenAI LLM required)."""
-        from llama_index.core.query_engine import RetrieverQueryEngine
+    # LlamaIndex's own objects over the same store, model, retriever and answers.
 
-        from rag_app.llms import OpenAIAnswerer
+    @cached_property
+    def embed_model(self) -> CachedEmbedding:
+        """The LlamaIndex embedding model the store is built with (through the cache)."""
+        return CachedEmbedding(self.embedder)
 
-        answerer = self.answerer
-        if not isinstance(answerer, OpenAIAnswerer):
-            raise RuntimeError(
-                "as_query_engine() needs an LLM: set OPENAI_API_KEY or RAG_LLM=openai:<model>; "
-                "offline, use RagApp.query(), which answers extractively."
-            )
-        return RetrieverQueryEngine.from_args(self.retriever, llm=answerer.llm)
+    @cached_property
+    def vector_store(self) -> CatalogVectorStore:
+        """The store as a LlamaIndex vector store whose writes keep the catalog."""
+        return CatalogVectorStore(self._ingestor(), on_change=self._commit_keyword)
+
+    def _commit_keyword(self) -> None:
+        if self.keyword:
+            self.keyword.commit()
+
+    @property
+    def storage_context(self) -> StorageContext:
+        return StorageContext.from_defaults(vector_store=self.vector_store)
+
+    @cached_property
+    def index(self) -> VectorStoreIndex:
+        """A `VectorStoreIndex` over the store (`insert`, `delete_ref_doc`, `as_retriever`)."""
+        return VectorStoreIndex.from_vector_store(self.vector_store, embed_model=self.embed_model)
+
+    def as_query_engine(
+        self, similarity_top_k: int | None = None, **kwargs: Any
+    ) -> RetrieverQueryEngine:
+        """A LlamaIndex `RetrieverQueryEngine` over the app's retriever, in every configuration.
+
+        With an LLM, `kwargs` go to LlamaIndex's `get_response_synthesizer` (`response_mode`,
+        `streaming`, `text_qa_template`, ...), except `node_postprocessors`, which go to the
+        engine. Offline the synthesizer is extractive: `streaming` applies, LLM options do not.
+        """
+        self._check_embedding()
+        postprocessors = kwargs.pop("node_postprocessors", None)
+        return RetrieverQueryEngine(
+            retriever=self._retriever(similarity_top_k or self.settings.top_k),
+            response_synthesizer=self.answerer.synthesizer(**kwargs),
+            node_postprocessors=postprocessors,
+        )
+
+    def as_chat_engine(
+        self, similarity_top_k: int | None = None, **kwargs: Any
+    ) -> CondensePlusContextChatEngine:
+        """A LlamaIndex condense-plus-context chat engine over the app's retriever.
+
+        Offline nothing is condensed (no LLM): each turn retrieves for its own message.
+        """
+        self._check_embedding()
+        retriever = self._retriever(similarity_top_k or self.settings.top_k)
+        return self.answerer.chat_engine(retriever, **kwargs)
 
     def close(self) -> None:
         self.backend.close()
@@ -177,26 +226,23 @@ class RagApp:
 
 
 class ChatSession:
-    """Multi-turn questions: each turn retrieves for its own question; the LLM sees the history."""
+    """Multi-turn questions through `as_chat_engine()`; the engine keeps the history."""
 
     def __init__(self, app: RagApp) -> None:
         self.app = app
-        self.history: list[ChatMessage] = []
+        self.engine = app.as_chat_engine()
 
     def ask(self, question: str) -> tuple[Answer, Iterator[str]]:
-        sources = self.app.retrieve(question)
-        answer = Answer(question, "", self.app.answerer.mode, sources)
+        response = self.engine.stream_chat(question)
+        answer = self.app._answer(question, "", response.source_nodes)
+        return answer, _filling(answer, response.response_gen)
 
-        def pieces() -> Iterator[str]:
-            for piece in self.app.answerer.stream(question, sources, self.history):
-                answer.text += piece
-                yield piece
-            self.history += [
-                ChatMessage(role=MessageRole.USER, content=question),
-                ChatMessage(role=MessageRole.ASSISTANT, content=answer.text),
-            ]
 
-        return answer, pieces()
+def _filling(answer: Answer, pieces: Iterator[str]) -> Iterator[str]:
+    """Yield the pieces of a streamed answer while appending them to `answer.text`."""
+    for piece in pieces:
+        answer.text += piece
+        yield piece
 
 
 def _source(number: int, hit: NodeWithScore) -> Source:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
+from pydantic import PrivateAttr
 
 from rag_app.errors import ConfigError
 from rag_app.settings import Settings
@@ -185,3 +186,38 @@ def _openai_embedder(settings: Settings, model_name: str) -> Embedder:
         timeout=60.0,
     )
     return Embedder(model, f"openai:{model_name}", OPENAI_DEFAULT_CHUNK_TOKENS, get_tokenizer())
+
+
+class CachedEmbedding(BaseEmbedding):
+    """An `Embedder` as a LlamaIndex `BaseEmbedding`: LlamaIndex code embeds through the same
+    model and the same on-disk cache as `rag-app ingest`, so vectors agree and nothing is
+    embedded twice."""
+
+    _embedder: Embedder = PrivateAttr()
+
+    def __init__(self, embedder: Embedder) -> None:
+        super().__init__(
+            model_name=embedder.model_id,
+            embed_batch_size=max(embedder.model.embed_batch_size, 1),
+        )
+        self._embedder = embedder
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "RagAppCachedEmbedding"
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._embedder.embed_query(query)
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._get_text_embeddings([text])[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self._embedder.embed_texts(texts).tolist()

@@ -84,11 +84,21 @@ class IngestReport:
 
 
 @dataclass
-class _Pending:
-    document: Document
+class PendingDocument:
+    """A document version to write: its final record, its chunks and what the store holds now.
+
+    `first` is the position of `nodes[0]` in the document: 0, unless a LlamaIndex insert
+    delivers one document's chunks in several batches (`rag_app.llamaindex`).
+    """
+
     record: DocRecord
     nodes: list[TextNode]
     old_chunks: int
+    first: int = 0
+
+    @property
+    def end(self) -> int:
+        return self.first + len(self.nodes)
 
 
 class Ingestor:
@@ -119,7 +129,6 @@ class Ingestor:
         catalog = self.backend.documents()
         work = self._plan(_unique(documents, report), catalog, report)
         if work:
-            self.backend.record_embedding(self.embedder.model_id, self.embedder.dimension)
             self._write(work, report, show_progress)
         report.texts_embedded = self.embedder.texts_embedded - embedded_before
         report.seconds = time.perf_counter() - started
@@ -127,7 +136,7 @@ class Ingestor:
 
     def _plan(
         self, documents: list[Document], catalog: dict[str, DocRecord], report: IngestReport
-    ) -> list[_Pending]:
+    ) -> list[PendingDocument]:
         work = []
         for document in documents:
             digest = self.content_hash(document)
@@ -136,7 +145,7 @@ class Ingestor:
                 report.unchanged.append(document.doc_id)
                 continue
             nodes = self._nodes(document)
-            too_big = _oversized(nodes)
+            too_big = oversized(nodes)
             if too_big:
                 report.skipped.append(LoadProblem(document.doc_id, too_big))
                 continue
@@ -144,7 +153,7 @@ class Ingestor:
             record = DocRecord(
                 document.doc_id, digest, len(nodes), str(document.metadata.get("source", ""))
             )
-            work.append(_Pending(document, record, nodes, old.n_chunks if old else 0))
+            work.append(PendingDocument(record, nodes, old.n_chunks if old else 0))
         return work
 
     def content_hash(self, document: Document) -> str:
@@ -177,7 +186,19 @@ class Ingestor:
             nodes.append(node)
         return nodes
 
-    def _write(self, work: list[_Pending], report: IngestReport, show_progress: bool) -> None:
+    def write(
+        self, work: list[PendingDocument], report: IngestReport | None = None
+    ) -> IngestReport:
+        """Write planned document versions (chunks already embedded are not embedded again)."""
+        report = report or IngestReport()
+        self.backend.check_embedding(self.embedder.model_id, self.embedder.dimension)
+        self._write(work, report, show_progress=False)
+        return report
+
+    def _write(
+        self, work: list[PendingDocument], report: IngestReport, show_progress: bool
+    ) -> None:
+        self.backend.record_embedding(self.embedder.model_id, self.embedder.dimension)
         total = sum(len(p.nodes) for p in work)
         bar = tqdm(
             total=total,
@@ -185,7 +206,7 @@ class Ingestor:
             desc="ingest",
             disable=not show_progress or total < PROGRESS_MIN_CHUNKS,
         )
-        unfinished: list[_Pending] = []
+        unfinished: list[PendingDocument] = []
         last_checkpoint = time.monotonic()
         interval = CHECKPOINT_SECONDS
         with bar:
@@ -199,12 +220,13 @@ class Ingestor:
                     last_checkpoint = time.monotonic()
             self._checkpoint(unfinished)
 
-    def _write_group(self, group: list[_Pending], report: IngestReport) -> None:
+    def _write_group(self, group: list[PendingDocument], report: IngestReport) -> None:
         nodes = [n for p in group for n in p.nodes]
         texts = [searched_text(n) for n in nodes]
-        vectors = self.embedder.embed_texts(texts)
-        for node, vector in zip(nodes, vectors, strict=True):
-            node.embedding = vector.tolist()
+        unembedded = [i for i, n in enumerate(nodes) if n.embedding is None]
+        vectors = self.embedder.embed_texts([texts[i] for i in unembedded])
+        for i, vector in zip(unembedded, vectors, strict=True):
+            nodes[i].embedding = vector.tolist()
         self.backend.put_documents(
             DocRecord(
                 p.record.doc_id,
@@ -216,7 +238,7 @@ class Ingestor:
             for p in group
         )
         self.backend.upsert(nodes)
-        stale = [i for p in group for i in chunk_ids(p.record.doc_id, p.old_chunks, len(p.nodes))]
+        stale = [i for p in group for i in chunk_ids(p.record.doc_id, p.old_chunks, p.end)]
         self.backend.delete_chunks(stale)
         for listener in self.listeners:
             listener.chunks_written([n.node_id for n in nodes], texts)
@@ -224,7 +246,7 @@ class Ingestor:
         report.chunks_written += len(nodes)
         report.chunks_deleted += len(stale)
 
-    def _checkpoint(self, unfinished: list[_Pending]) -> None:
+    def _checkpoint(self, unfinished: list[PendingDocument]) -> None:
         self.backend.flush()
         self.backend.put_documents(p.record for p in unfinished)
         unfinished.clear()
@@ -266,8 +288,8 @@ def _unique(documents: Iterable[Document], report: IngestReport) -> list[Documen
     return list(seen.values())
 
 
-def _groups(work: list[_Pending], size: int) -> list[list[_Pending]]:
-    groups: list[list[_Pending]] = [[]]
+def _groups(work: list[PendingDocument], size: int) -> list[list[PendingDocument]]:
+    groups: list[list[PendingDocument]] = [[]]
     count = 0
     for pending in work:
         if groups[-1] and count + len(pending.nodes) > size:
@@ -278,7 +300,7 @@ def _groups(work: list[_Pending], size: int) -> list[list[_Pending]]:
     return [g for g in groups if g]
 
 
-def _oversized(nodes: list[TextNode]) -> str | None:
+def oversized(nodes: list[TextNode]) -> str | None:
     for node in nodes:
         size = len(json.dumps(node_to_metadata_dict(node), ensure_ascii=False).encode("utf-8"))
         if size > MAX_RECORD_METADATA_BYTES:

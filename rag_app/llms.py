@@ -1,9 +1,13 @@
-"""Answers from retrieved sources: an OpenAI(-compatible) LLM, or extractive sentences.
+"""Answers from retrieved sources, as LlamaIndex response synthesizers and chat engines.
 
-`extractive` is what runs offline with no LLM: the sentences of the retrieved chunks that share
-the most (rare) keywords with the question, each marked with its source number. It never
-pretends to be an LLM; every answer says which mode produced it. Sentence scoring reuses the
-keyword tokenizer so Korean particles and English inflections match.
+With an LLM (OpenAI or any OpenAI-compatible server) the synthesizer is LlamaIndex's own
+(`get_response_synthesizer`: response modes, streaming and prompt templates as LlamaIndex users
+know them), wrapped so the sources reach the model numbered [1], [2], ... and the answer can
+cite them. `extractive` is what runs offline with no LLM: a `BaseSynthesizer` that answers
+with the sentences of the retrieved chunks sharing the most (rare) keywords with the question,
+each marked with its source number. It never pretends to be an LLM; every answer says which
+mode produced it. Sentence scoring reuses the keyword tokenizer so Korean particles and
+English inflections match.
 """
 
 from __future__ import annotations
@@ -11,10 +15,18 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
+from llama_index.core.base.response.schema import RESPONSE_TYPE
+from llama_index.core.chat_engine import CondensePlusContextChatEngine
+from llama_index.core.llms import LLM, MockLLM
+from llama_index.core.prompts import ChatPromptTemplate
+from llama_index.core.response_synthesizers import BaseSynthesizer, get_response_synthesizer
+from llama_index.core.retrievers import BaseRetriever
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryType, TextNode
 
 from rag_app.errors import ConfigError
 from rag_app.keyword import tokenize
@@ -66,38 +78,6 @@ class Answer:
         return "\n".join(lines)
 
 
-class Answerer:
-    """Turns a question and its sources into an answer; `mode` names how."""
-
-    mode: str
-
-    def answer(
-        self, question: str, sources: Sequence[Source], history: Sequence[ChatMessage] = ()
-    ) -> str:
-        return "".join(self.stream(question, sources, history))
-
-    def generate(
-        self, question: str, sources: Sequence[Source], history: Sequence[ChatMessage] = ()
-    ) -> Generated:
-        """The answer plus token log-probabilities, for perplexity in answer evaluations."""
-        reason = f"the {self.mode} answerer has no token probabilities"
-        return Generated(self.answer(question, sources, history), None, reason)
-
-    def stream(
-        self, question: str, sources: Sequence[Source], history: Sequence[ChatMessage] = ()
-    ) -> Iterator[str]:
-        raise NotImplementedError
-
-
-class ExtractiveAnswerer(Answerer):
-    mode = "extractive"
-
-    def stream(
-        self, question: str, sources: Sequence[Source], history: Sequence[ChatMessage] = ()
-    ) -> Iterator[str]:
-        yield extract_answer(question, sources)
-
-
 def sentences(text: str) -> list[str]:
     """Sentences of a chunk: Markdown headings dropped, wrapped lines joined."""
     found = []
@@ -132,6 +112,212 @@ def extract_answer(question: str, sources: Sequence[Source]) -> str:
     return " ".join(f"{candidates[i][2].strip()} [{candidates[i][0]}]" for i in best)
 
 
+CITATION_QA_TEMPLATE = ChatPromptTemplate(
+    message_templates=[
+        ChatMessage(role=MessageRole.SYSTEM, content=SYSTEM_PROMPT),
+        ChatMessage(
+            role=MessageRole.USER, content="Sources:\n{context_str}\n\nQuestion: {query_str}"
+        ),
+    ]
+)
+
+
+class ExtractiveSynthesizer(BaseSynthesizer):
+    """`extract_answer` as a LlamaIndex synthesizer: no LLM, answers cite [n] sources."""
+
+    def __init__(self, streaming: bool = False, **kwargs: Any) -> None:
+        super().__init__(llm=MockLLM(), streaming=streaming, **kwargs)
+
+    def _get_prompts(self) -> dict[str, Any]:
+        return {}
+
+    def _update_prompts(self, prompts: dict[str, Any]) -> None:
+        """Extractive answers use no prompt."""
+
+    def synthesize(
+        self,
+        query: QueryType,
+        nodes: list[NodeWithScore],
+        additional_source_nodes: Sequence[NodeWithScore] | None = None,
+        **response_kwargs: Any,
+    ) -> RESPONSE_TYPE:
+        # Sentences come from the chunks' own text, not the metadata LlamaIndex puts around it.
+        plain = [n.node.get_content() for n in nodes]
+        return super().synthesize(
+            query, nodes, additional_source_nodes, plain_texts=plain, **response_kwargs
+        )
+
+    async def asynthesize(
+        self,
+        query: QueryType,
+        nodes: list[NodeWithScore],
+        additional_source_nodes: Sequence[NodeWithScore] | None = None,
+        **response_kwargs: Any,
+    ) -> RESPONSE_TYPE:
+        plain = [n.node.get_content() for n in nodes]
+        return await super().asynthesize(
+            query, nodes, additional_source_nodes, plain_texts=plain, **response_kwargs
+        )
+
+    def _answer(self, query_str: str, text_chunks: Sequence[str]) -> str:
+        sources = [
+            Source(number, "", 0.0, text, None, None)
+            for number, text in enumerate(text_chunks, start=1)
+        ]
+        return extract_answer(query_str, sources)
+
+    def get_response(
+        self,
+        query_str: str,
+        text_chunks: Sequence[str],
+        plain_texts: Sequence[str] | None = None,
+        **response_kwargs: Any,
+    ) -> Any:
+        answer = self._answer(query_str, plain_texts or text_chunks)
+        return _pieces(answer) if self._streaming else answer
+
+    async def aget_response(
+        self,
+        query_str: str,
+        text_chunks: Sequence[str],
+        plain_texts: Sequence[str] | None = None,
+        **response_kwargs: Any,
+    ) -> Any:
+        answer = self._answer(query_str, plain_texts or text_chunks)
+        return _one_piece(answer) if self._streaming else answer
+
+
+def _pieces(text: str) -> Iterator[str]:
+    yield text
+
+
+async def _one_piece(text: str) -> AsyncIterator[str]:
+    yield text
+
+
+class CitingSynthesizer(BaseSynthesizer):
+    """Any LlamaIndex synthesizer, given its sources numbered so that answers can cite them.
+
+    The response keeps the original nodes as `source_nodes`, in retrieval order: source [n] of
+    the answer is `response.source_nodes[n - 1]`.
+    """
+
+    def __init__(self, inner: BaseSynthesizer) -> None:
+        super().__init__(llm=inner._llm, callback_manager=inner.callback_manager)
+        self.inner = inner
+
+    def _get_prompts(self) -> dict[str, Any]:
+        return self.inner.get_prompts()
+
+    def _update_prompts(self, prompts: dict[str, Any]) -> None:
+        self.inner.update_prompts(prompts)
+
+    def get_response(self, query_str: str, text_chunks: Sequence[str], **kwargs: Any) -> Any:
+        return self.inner.get_response(query_str, text_chunks, **kwargs)
+
+    async def aget_response(self, query_str: str, text_chunks: Sequence[str], **kwargs: Any) -> Any:
+        return await self.inner.aget_response(query_str, text_chunks, **kwargs)
+
+    def synthesize(
+        self,
+        query: QueryType,
+        nodes: list[NodeWithScore],
+        additional_source_nodes: Sequence[NodeWithScore] | None = None,
+        **response_kwargs: Any,
+    ) -> RESPONSE_TYPE:
+        response = self.inner.synthesize(query, numbered(nodes), **response_kwargs)
+        response.source_nodes = [*nodes, *(additional_source_nodes or [])]
+        return response
+
+    async def asynthesize(
+        self,
+        query: QueryType,
+        nodes: list[NodeWithScore],
+        additional_source_nodes: Sequence[NodeWithScore] | None = None,
+        **response_kwargs: Any,
+    ) -> RESPONSE_TYPE:
+        response = await self.inner.asynthesize(query, numbered(nodes), **response_kwargs)
+        response.source_nodes = [*nodes, *(additional_source_nodes or [])]
+        return response
+
+
+def numbered(nodes: Sequence[NodeWithScore]) -> list[NodeWithScore]:
+    """Copies of the nodes whose text for the LLM starts with its source number."""
+    return [
+        NodeWithScore(
+            node=TextNode(text=f"[{number}] {hit.node.get_content(MetadataMode.LLM)}"),
+            score=hit.score,
+        )
+        for number, hit in enumerate(nodes, start=1)
+    ]
+
+
+class CitingChatEngine(CondensePlusContextChatEngine):
+    """Condense-plus-context chat whose answers come from the app's synthesizer (numbered
+    sources with an LLM, extractive sentences without one)."""
+
+    extractive: bool = False
+
+    def _get_response_synthesizer(
+        self, chat_history: list[ChatMessage], streaming: bool = False
+    ) -> Any:
+        if self.extractive:
+            return ExtractiveSynthesizer(streaming=streaming)
+        return CitingSynthesizer(super()._get_response_synthesizer(chat_history, streaming))
+
+
+class Answerer:
+    """How questions are answered (`mode`): the synthesizers and chat engines of that mode."""
+
+    mode: str
+    llm: LLM
+
+    def synthesizer(self, **kwargs: Any) -> BaseSynthesizer:
+        """A response synthesizer; `kwargs` are `get_response_synthesizer`'s."""
+        raise NotImplementedError
+
+    def chat_engine(self, retriever: BaseRetriever, **kwargs: Any) -> CondensePlusContextChatEngine:
+        """A condense-plus-context chat engine; `kwargs` are its `from_defaults` arguments."""
+        engine = CitingChatEngine.from_defaults(
+            retriever, llm=self.llm, **self._chat_defaults(kwargs)
+        )
+        engine.extractive = self.mode == "extractive"
+        return engine
+
+    def _chat_defaults(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return kwargs
+
+    def generate(
+        self, question: str, sources: Sequence[Source], history: Sequence[ChatMessage] = ()
+    ) -> Generated:
+        """The answer plus token log-probabilities, for perplexity in answer evaluations
+        (one non-streamed call outside the query engine, which cannot return them)."""
+        raise NotImplementedError
+
+
+class ExtractiveAnswerer(Answerer):
+    """Offline: no LLM is ever called (the LLM slot holds LlamaIndex's MockLLM)."""
+
+    mode = "extractive"
+
+    def __init__(self) -> None:
+        self.llm = MockLLM()
+
+    def synthesizer(self, streaming: bool = False, **llm_options: Any) -> BaseSynthesizer:
+        """LLM options (`response_mode`, templates) have nothing to act on and are ignored."""
+        return ExtractiveSynthesizer(streaming=streaming)
+
+    def generate(
+        self, question: str, sources: Sequence[Source], history: Sequence[ChatMessage] = ()
+    ) -> Generated:
+        reason = f"the {self.mode} answerer has no token probabilities"
+        return Generated(extract_answer(question, sources), None, reason)
+
+    def _chat_defaults(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        # No LLM to condense a follow-up: each turn retrieves for the message as asked.
+        return {**kwargs, "skip_condense": True}
+
+
 class OpenAIAnswerer(Answerer):
     """Any OpenAI-compatible chat model through LlamaIndex's OpenAI LLM."""
 
@@ -153,12 +339,12 @@ class OpenAIAnswerer(Answerer):
             temperature=0.0,
         )
 
-    def stream(
-        self, question: str, sources: Sequence[Source], history: Sequence[ChatMessage] = ()
-    ) -> Iterator[str]:
-        for chunk in self.llm.stream_chat(_messages(question, sources, history)):
-            if chunk.delta:
-                yield chunk.delta
+    def synthesizer(self, **kwargs: Any) -> BaseSynthesizer:
+        kwargs.setdefault("text_qa_template", CITATION_QA_TEMPLATE)
+        return CitingSynthesizer(get_response_synthesizer(llm=self.llm, **kwargs))
+
+    def _chat_defaults(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {"system_prompt": SYSTEM_PROMPT, **kwargs}
 
     def generate(
         self, question: str, sources: Sequence[Source], history: Sequence[ChatMessage] = ()
