@@ -18,7 +18,7 @@ record) and the keyword index follows:
 - `delete_nodes` and `clear` with arguments that would cut documents apart are refused with
   `CatalogWriteError` (the catalog counts whole documents), never executed half-way.
 - `query` checks the query's options against what every backend answers identically
-  (`rag_app.query_options`) and then runs on the wrapped store.
+  (`rag_app.query_options`), then runs on the wrapped store; MMR runs here, the same for all.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
+from llama_index.core.indices.query.embedding_utils import get_top_k_mmr_embeddings
 from llama_index.core.schema import BaseNode, NodeRelationship, RelatedNodeInfo, TextNode
 from llama_index.core.vector_stores.types import (
     BasePydanticVectorStore,
@@ -196,7 +198,28 @@ class CatalogVectorStore(BasePydanticVectorStore):
         return [found[i] for i in node_ids or [] if i in found]
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        return self._backend.vector_store.query(check_query(query, self._backend), **kwargs)
+        """Cosine top-k, or MMR, after the options are checked (`rag_app.query_options`)."""
+        checked, mmr = check_query(query, self._backend.name, kwargs)
+        if mmr is None:
+            return self._backend.vector_store.query(checked, **kwargs)
+        wide = replace(checked, similarity_top_k=mmr.prefetch)
+        found = self._backend.vector_store.query(wide, **kwargs)
+        nodes, cosines = found.nodes or [], found.similarities or []
+        if not nodes or query.query_embedding is None:
+            return found
+        vectors = self._ingestor.embedder.embed_texts([searched_text(n) for n in nodes])
+        _, picked = get_top_k_mmr_embeddings(
+            list(query.query_embedding),
+            vectors.tolist(),
+            similarity_top_k=query.similarity_top_k,
+            embedding_ids=list(range(len(nodes))),
+            mmr_threshold=mmr.threshold,
+        )
+        return VectorStoreQueryResult(
+            nodes=[nodes[i] for i in picked],
+            similarities=[cosines[i] for i in picked],
+            ids=[nodes[i].node_id for i in picked],
+        )
 
 
 def _catalog_node(node: BaseNode, doc_id: str, position: int, chunk_id: str) -> TextNode:

@@ -136,6 +136,23 @@ class PineconeTarget:
     def overrides(self) -> dict[str, Any]:
         return {"pinecone_host": self.url}
 
+    def client(self) -> Any:
+        """A `pinecone.Pinecone` client for this target (the book's `Pinecone(api_key=...)`)."""
+        from pinecone import Pinecone
+
+        if self.server is None:
+            return Pinecone(api_key=os.environ["PINECONE_API_KEY"])
+        return Pinecone(api_key="pclocal", host=self.url)
+
+    def index(self, client: Any, name: str) -> Any:
+        """`client.Index(name)`; for the local server with its `http://` data-plane host (the
+        SDK would turn a described host into `https://`)."""
+        if self.server is None:
+            return client.Index(name)
+        from rag_app.pinecone_local import http_host
+
+        return client.Index(host=http_host(client.describe_index(name).host))
+
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()

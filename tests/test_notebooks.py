@@ -32,6 +32,7 @@ EXPECTED = [
     "03_knn_vs_ann_hnsw",
     "04_pinecone_client",
     "05_evaluate_retrieval",
+    "06_llamaindex_book_exercise",
     "07_evaluate_answers",
 ]
 #: Each notebook must finish within this wall time at scale small on two cores.
