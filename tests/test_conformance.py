@@ -9,29 +9,46 @@ modules fix them, and every fix has a case here that fails without it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from llama_index.core import Document
+from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.chat_engine import CondensePlusContextChatEngine
 from llama_index.core.embeddings import MockEmbedding
+from llama_index.core.node_parser import SentenceSplitter
+from llama_index.core.prompts import PromptTemplate
+from llama_index.core.query_engine import RetrieverQueryEngine
+from llama_index.core.response_synthesizers import SimpleSummarize
 from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 from llama_index.core.vector_stores.types import (
+    BasePydanticVectorStore,
     FilterCondition,
     FilterOperator,
     MetadataFilter,
     MetadataFilters,
     VectorStoreQuery,
+    VectorStoreQueryMode,
 )
 
+import rag_app
 from rag_app.app import RagApp
+from rag_app.catalog_store import CatalogWriteError
 from rag_app.embeddings import Embedder
 from rag_app.errors import EmbeddingMismatchError
-from rag_app.ingestion import flatten_metadata
+from rag_app.ingestion import flatten_metadata, searched_text
+from rag_app.llamaindex import close_shared
+from rag_app.query_options import QueryOptionError
 from rag_app.stores.base import Backend
 from rag_app.stores.pinecone import FixedPineconeVectorStore
+from tests.conftest import backend_overrides, cli_env
+from tests.support.openai_server import running_openai_server
 
 DIM = 384
 #: chromadb 1.5's `get_max_batch_size()`; one write must be larger.
@@ -462,3 +479,262 @@ def test_pinecone_document_delete_never_touches_a_prefix_sibling(backend: Backen
         refusal = exc
     assert sorted(query_ids(backend, nodes[0].embedding, 10)) == ["a", "b", "c", "d"]
     assert "metadata filtering" in str(refusal)
+
+
+# --- LlamaIndex-native: the factory, the engines, LlamaIndex writes, MMR and filters -----------
+
+LLAMA_DOCS = [
+    Document(id_="hnsw", text="HNSW parameter ef_search sets the candidate list while searching."),
+    Document(id_="paris", text="Paris is the capital of France and home of the Eiffel Tower."),
+    Document(id_="seoul", text="서울은 대한민국의 수도이며 한강이 도시를 가로지른다."),
+]
+
+
+LONG_DOC = Document(
+    id_="long",
+    text=" ".join(f"Sentence {i} is about topic{i} of the vector chapter." for i in range(30)),
+)
+
+
+@pytest.fixture
+def factory_overrides(
+    backend_name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[dict[str, Any]]:
+    """Settings for the module-level factory functions, the test's own collection."""
+    overrides = {
+        **backend_overrides(backend_name, request),
+        "data_dir": tmp_path / "data",
+        "collection": f"f{abs(hash(request.node.nodeid)) % 10**10}",
+    }
+    yield overrides
+    rag_app.shared_app(**overrides).backend.drop()
+    close_shared()
+
+
+def test_factory_functions_give_one_catalogued_store_for_llamaindex_code(
+    factory_overrides: dict[str, Any], backend_name: str
+) -> None:
+    store = rag_app.vector_store(**factory_overrides)
+    model = rag_app.embed_model(**factory_overrides)
+    context = rag_app.storage_context(**factory_overrides)
+    app = rag_app.shared_app(**factory_overrides)
+    assert isinstance(store, BasePydanticVectorStore) and isinstance(model, BaseEmbedding)
+    assert context.vector_store is store is app.vector_store and model is app.embed_model
+    fixed = {"memory": "MemoryVectorStore", "pinecone": "FixedPineconeVectorStore"}
+    assert type(store.backend.vector_store).__name__ == fixed.get(
+        backend_name, "FixedChromaVectorStore"
+    )
+    assert model.model_name == "local:all-MiniLM-L6-v2"
+    VectorStoreIndex.from_documents(LLAMA_DOCS, storage_context=context, embed_model=model)
+    assert isinstance(app.index, VectorStoreIndex)
+    script = (
+        "from rag_app.cli import main; main(['docs', 'list', '--json']); "
+        "main(['retrieve', 'Eiffel Tower capital', '--json'])"
+    )
+    env = {**cli_env(app.settings), "RAG_RETRIEVER": "keyword"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    listed, retrieved = (json.loads(line) for line in done.stdout.splitlines()[-2:])
+    assert [(d["doc_id"], d["complete"]) for d in listed] == [
+        ("hnsw", True),
+        ("paris", True),
+        ("seoul", True),
+    ]
+    assert retrieved[0]["doc_id"] == "paris"
+
+
+def doc_texts(app: RagApp) -> dict[str, list[str]]:
+    """Each catalogued document's chunk texts, in order, as the store holds them."""
+    ids = {r.doc_id: r.chunk_ids() for r in app.documents()}
+    nodes = app.backend.fetch_nodes([i for chunk_ids in ids.values() for i in chunk_ids])
+    return {d: [nodes[i].get_content() for i in chunk_ids] for d, chunk_ids in ids.items()}
+
+
+def test_llamaindex_writes_keep_the_catalog_and_keyword_index(
+    make_app: Callable[..., RagApp],
+) -> None:
+    app = make_app()
+    index = VectorStoreIndex.from_documents(
+        [LONG_DOC, LLAMA_DOCS[1]],
+        storage_context=app.storage_context,
+        embed_model=app.embed_model,
+        transformations=[SentenceSplitter(chunk_size=60, chunk_overlap=0)],
+        insert_batch_size=2,
+    )
+    before = doc_texts(app)
+    assert len(before["long"]) > 2, "the document must straddle insert batches"
+    assert " ".join(before["long"]).split() == LONG_DOC.text.split()
+    index.insert(Document(id_="paris", text="Paris has the Louvre, a large art museum."))
+    assert doc_texts(app)["paris"] == ["Paris has the Louvre, a large art museum."]
+    node = TextNode(id_="note-1", text="A lone note about the Louvre pyramid entrance.")
+    index.insert_nodes([node])
+    index.delete_ref_doc("long")
+    after = doc_texts(app)
+    assert sorted(after) == ["note-1", "paris"]
+    assert app.backend.count() == 2
+    assert [s.doc_id for s in app.retrieve("Louvre pyramid", top_k=1)] == ["note-1"]
+    other = make_app(retriever="keyword")
+    assert "long" not in {s.doc_id for s in other.retrieve("topic7 vector chapter", top_k=5)}
+    assert {s.doc_id for s in other.retrieve("Louvre museum", top_k=5)} == {"paris", "note-1"}
+
+
+def test_catalog_breaking_llamaindex_calls_are_refused(app: RagApp) -> None:
+    index = app.index
+    index.insert(LLAMA_DOCS[0])
+    (chunk_id,) = app.documents()[0].chunk_ids()
+    with pytest.raises(CatalogWriteError, match="delete_ref_doc"):
+        app.vector_store.delete_nodes(node_ids=[chunk_id])
+    with pytest.raises(EmbeddingMismatchError, match="rag_app.embed_model"):
+        app.vector_store.add([make_node("short", [1.0, 0.0])])
+    assert [r.doc_id for r in app.documents()] == ["hnsw"] and app.backend.count() == 1
+
+
+@pytest.fixture(scope="module")
+def openai_url() -> Iterator[str]:
+    with running_openai_server(dim=32) as url:
+        yield url
+
+
+@pytest.mark.parametrize("llm", ["extractive", "openai"])
+def test_query_engine_is_llamaindex_and_cites_what_retrieve_returns(
+    make_app: Callable[..., RagApp], llm: str, request: pytest.FixtureRequest
+) -> None:
+    options: dict[str, Any] = {"llm": "extractive"}
+    if llm == "openai":
+        url = request.getfixturevalue("openai_url")
+        options = {"llm": "openai:gpt-4o-mini", "openai_api_key": "sk-t", "openai_base_url": url}
+    app = make_app(**options)
+    app.ingest(LLAMA_DOCS)
+    question = "What is the capital of France?"
+    engine = app.as_query_engine()
+    assert isinstance(engine, RetrieverQueryEngine)
+    response = engine.query(question)
+    expected = [s.doc_id for s in app.retrieve(question)]
+    assert [n.node.metadata["doc_id"] for n in response.source_nodes] == expected
+    answer = app.query(question)
+    assert [s.doc_id for s in answer.sources] == expected
+    if llm == "openai":
+        assert answer.mode == "openai:gpt-4o-mini"
+        assert str(response).startswith("ECHO: Sources:\n[1] Paris is the capital")
+    else:
+        assert answer.mode == "extractive"
+        assert (
+            str(response)
+            == answer.text
+            == ("Paris is the capital of France and home of the Eiffel Tower. [1]")
+        )
+    streamed = app.as_query_engine(streaming=True).query(question)
+    pieces = list(streamed.response_gen)
+    assert "".join(pieces) == str(response)
+    assert [n.node.node_id for n in streamed.source_nodes] == [
+        n.node.node_id for n in response.source_nodes
+    ]
+    if llm == "openai":
+        assert len(pieces) > 1
+        simple = app.as_query_engine(
+            response_mode="simple_summarize", text_qa_template=PromptTemplate("Q: {query_str}")
+        )
+        assert isinstance(simple._response_synthesizer.inner, SimpleSummarize)
+        assert str(simple.query(question)) == f"ECHO: Q: {question}"
+    chat = app.as_chat_engine()
+    assert isinstance(chat, CondensePlusContextChatEngine)
+    first = chat.chat(question)
+    assert first.source_nodes[0].node.metadata["doc_id"] == "paris"
+    second = chat.stream_chat("And where is the Eiffel Tower?")
+    assert "".join(second.response_gen) and second.source_nodes
+
+
+def stored_text_ids(app: RagApp, nodes: list[TextNode]) -> dict[str, str]:
+    """The catalog's chunk id of each corpus node (found by its text)."""
+    texts = {n.get_content(): n.node_id for n in nodes}
+    ids = [i for r in app.documents() for i in r.chunk_ids()]
+    return {i: texts[n.get_content()] for i, n in app.backend.fetch_nodes(ids).items()}
+
+
+def catalogued_corpus(app: RagApp) -> tuple[list[TextNode], np.ndarray, np.ndarray, dict]:
+    nodes, vectors, query = corpus()
+    app.vector_store.add([n.model_copy(deep=True) for n in nodes])
+    return nodes, vectors, query, stored_text_ids(app, nodes)
+
+
+def vector_query(app: RagApp, query: np.ndarray, top_k: int, **options: Any) -> list[str]:
+    kwargs = options.pop("kwargs", {})
+    result = app.vector_store.query(
+        VectorStoreQuery(query_embedding=query.tolist(), similarity_top_k=top_k, **options),
+        **kwargs,
+    )
+    return [n.node_id for n in result.nodes]
+
+
+EXTRA_FILTER_CASES: dict[str, tuple[MetadataFilters, Callable[[dict[str, Any]], bool]]] = {
+    "text_match": (
+        _filters(_f("label", FilterOperator.TEXT_MATCH, "engl")),
+        lambda m: "engl" in m["label"],
+    ),
+    "text_match-on-numbers": (
+        _filters(_f("year", FilterOperator.TEXT_MATCH, "20")),
+        lambda m: False,
+    ),
+    "contains": (
+        _filters(_f("tags", FilterOperator.CONTAINS, "t1")),
+        lambda m: "t1" in m["tags"],
+    ),
+}
+
+
+def test_filters_through_the_factory_store_agree_or_are_refused(
+    app: RagApp, backend_name: str
+) -> None:
+    nodes, vectors, query = corpus()
+    for i, node in enumerate(nodes):
+        node.metadata["tags"] = [f"t{i % 3}", "all"]
+    app.vector_store.add([n.model_copy(deep=True) for n in nodes])
+    names = stored_text_ids(app, nodes)
+    ranked = [nodes[i] for i in np.argsort(-(vectors @ query))]
+    for name, (filters, keep) in {**FILTER_CASES, **EXTRA_FILTER_CASES}.items():
+        expected = [n.node_id for n in ranked if keep(n.metadata)]
+        if name in EXTRA_FILTER_CASES and backend_name != "memory":
+            with pytest.raises(QueryOptionError, match=f"The {backend_name} store .* filter op"):
+                vector_query(app, query, 30, filters=filters)
+            continue
+        got = [names[i] for i in vector_query(app, query, 30, filters=filters)]
+        assert got == expected, name
+    by_doc = [names[i] for i in vector_query(app, query, 30, doc_ids=["doc1"])]
+    assert by_doc == [n.node_id for n in ranked if n.ref_doc_id == "doc1"]
+    some = list(names)[:3]
+    if backend_name == "memory":
+        assert sorted(vector_query(app, query, 30, node_ids=some)) == sorted(some)
+    else:
+        with pytest.raises(QueryOptionError, match=f"The {backend_name} store .* node_ids"):
+            vector_query(app, query, 30, node_ids=some)
+    with pytest.raises(QueryOptionError, match="GT on 'year' with '2020'"):
+        vector_query(app, query, 5, filters=_filters(_f("year", FilterOperator.GT, "2020")))
+
+
+def greedy_mmr(query: np.ndarray, vectors: np.ndarray, k: int, threshold: float) -> list[int]:
+    """Maximal marginal relevance, written out (LlamaIndex's formula)."""
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    relevance = unit @ (query / np.linalg.norm(query))
+    picked = [int(np.argmax(relevance))]
+    while len(picked) < min(k, len(vectors)):
+        redundancy = unit @ unit[picked[-1]]
+        scores = threshold * relevance - (1 - threshold) * redundancy
+        scores[picked] = -np.inf
+        picked.append(int(np.argmax(scores)))
+    return picked
+
+
+def test_mmr_gives_the_same_diverse_ids_on_every_store(app: RagApp) -> None:
+    nodes, vectors, query = corpus()
+    app.vector_store.add([n.model_copy(deep=True) for n in nodes])
+    names = stored_text_ids(app, nodes)
+    candidates = [nodes[i] for i in np.argsort(-(vectors @ query))[:20]]
+    embedded = app.embedder.embed_texts([searched_text(n) for n in candidates])
+    expected = [candidates[i].node_id for i in greedy_mmr(query, embedded, 5, 0.3)]
+    options = {"mode": VectorStoreQueryMode.MMR}
+    got = vector_query(app, query, 5, **options, kwargs={"mmr_threshold": 0.3})
+    assert [names[i] for i in got] == expected
+    with pytest.raises(QueryOptionError, match="vector_store_query_mode='hybrid'"):
+        vector_query(app, query, 5, mode=VectorStoreQueryMode.HYBRID)
