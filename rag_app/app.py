@@ -33,6 +33,9 @@ from rag_app.settings import Settings, load_settings
 from rag_app.stores.base import Backend, DocRecord
 from rag_app.stores.registry import open_backend
 
+#: `as_query_engine` options that only a vector-store retriever can apply.
+VECTOR_STORE_OPTIONS = ("filters", "vector_store_query_mode", "vector_store_kwargs", "doc_ids")
+
 
 class RagApp:
     """Ingest documents and answer questions over the configured vector store."""
@@ -193,11 +196,21 @@ class RagApp:
         With an LLM, `kwargs` go to LlamaIndex's `get_response_synthesizer` (`response_mode`,
         `streaming`, `text_qa_template`, ...), except `node_postprocessors`, which go to the
         engine. Offline the synthesizer is extractive: `streaming` applies, LLM options do not.
+        Vector-store options (`filters`, `vector_store_query_mode`, `vector_store_kwargs`,
+        `doc_ids`) make it retrieve from the vector store alone (`index.as_retriever`), since
+        the keyword side of hybrid retrieval cannot apply them.
         """
         self._check_embedding()
         postprocessors = kwargs.pop("node_postprocessors", None)
+        top_k = similarity_top_k or self.settings.top_k
+        store_options = {k: kwargs.pop(k) for k in VECTOR_STORE_OPTIONS if k in kwargs}
+        retriever = (
+            self.index.as_retriever(similarity_top_k=top_k, **store_options)
+            if store_options
+            else self._retriever(top_k)
+        )
         return RetrieverQueryEngine(
-            retriever=self._retriever(similarity_top_k or self.settings.top_k),
+            retriever=retriever,
             response_synthesizer=self.answerer.synthesizer(**kwargs),
             node_postprocessors=postprocessors,
         )

@@ -96,7 +96,8 @@ class CatalogVectorStore(BasePydanticVectorStore):
         return self._ingestor.listeners
 
     def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
-        """Write nodes (embedded by LlamaIndex) as documents; returns their stored ids."""
+        """Write nodes as documents; returns their stored ids. Nodes LlamaIndex embedded keep
+        their vectors; nodes without one are embedded with the app's model."""
         groups: dict[str, list[BaseNode]] = {}
         for node in nodes:
             groups.setdefault(node.ref_doc_id or node.node_id, []).append(node)
@@ -121,7 +122,7 @@ class CatalogVectorStore(BasePydanticVectorStore):
     def _check_dimension(self, nodes: Sequence[BaseNode]) -> None:
         wanted = self._ingestor.embedder.dimension
         for node in nodes:
-            got = len(node.get_embedding())
+            got = len(node.embedding) if node.embedding is not None else wanted
             if got != wanted:
                 raise EmbeddingMismatchError(
                     f"Node {node.node_id!r} has a {got}-dimension embedding, but the "
@@ -228,7 +229,7 @@ def _catalog_node(node: BaseNode, doc_id: str, position: int, chunk_id: str) -> 
     stored = TextNode(
         id_=chunk_id,
         text=node.get_content(),
-        embedding=node.get_embedding(),
+        embedding=node.embedding,
         metadata=metadata,
         excluded_embed_metadata_keys=[*node.excluded_embed_metadata_keys, *CATALOG_METADATA],
         excluded_llm_metadata_keys=[*node.excluded_llm_metadata_keys, *CATALOG_METADATA],

@@ -571,9 +571,10 @@ def test_llamaindex_writes_keep_the_catalog_and_keyword_index(
     node = TextNode(id_="note-1", text="A lone note about the Louvre pyramid entrance.")
     index.insert_nodes([node])
     index.delete_ref_doc("long")
+    app.vector_store.add([TextNode(id_="raw", text="A raw node the store embeds itself.")])
     after = doc_texts(app)
-    assert sorted(after) == ["note-1", "paris"]
-    assert app.backend.count() == 2
+    assert sorted(after) == ["note-1", "paris", "raw"]
+    assert app.backend.count() == 3
     assert [s.doc_id for s in app.retrieve("Louvre pyramid", top_k=1)] == ["note-1"]
     other = make_app(retriever="keyword")
     assert "long" not in {s.doc_id for s in other.retrieve("topic7 vector chapter", top_k=5)}
@@ -711,6 +712,11 @@ def test_filters_through_the_factory_store_agree_or_are_refused(
             vector_query(app, query, 30, node_ids=some)
     with pytest.raises(QueryOptionError, match="GT on 'year' with '2020'"):
         vector_query(app, query, 5, filters=_filters(_f("year", FilterOperator.GT, "2020")))
+    engine = app.as_query_engine(
+        similarity_top_k=30, filters=_filters(_f("category", FilterOperator.EQ, "b"))
+    )
+    found = [names[n.node.node_id] for n in engine.query("text").source_nodes]
+    assert sorted(found) == sorted(n.node_id for n in nodes if n.metadata["category"] == "b")
 
 
 def greedy_mmr(query: np.ndarray, vectors: np.ndarray, k: int, threshold: float) -> list[int]:
