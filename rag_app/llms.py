@@ -35,6 +35,7 @@ from rag_app.settings import Settings
 SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?。！？])\s+")
 PARAGRAPH_BOUNDARY = re.compile(r"\n\s*\n")
 EXTRACTIVE_SENTENCES = 3
+NO_SOURCES = "No sources were found for this question."
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources given. Cite the sources you use as "
     "[1], [2], ... Answer in the language of the question. If the sources do not contain the "
@@ -96,7 +97,7 @@ def extract_answer(question: str, sources: Sequence[Source]) -> str:
         for sentence in sentences(source.text)
     ]
     if not candidates:
-        return "No sources were found for this question."
+        return NO_SOURCES
     tokens = [set(tokenize(sentence)) for _, _, sentence in candidates]
     document_frequency = Counter(t for sentence_tokens in tokens for t in sentence_tokens)
     query = set(tokenize(question))
@@ -126,6 +127,7 @@ class ExtractiveSynthesizer(BaseSynthesizer):
     """`extract_answer` as a LlamaIndex synthesizer: no LLM, answers cite [n] sources."""
 
     def __init__(self, streaming: bool = False, **kwargs: Any) -> None:
+        kwargs.setdefault("empty_response", NO_SOURCES)
         super().__init__(llm=MockLLM(), streaming=streaming, **kwargs)
 
     def _get_prompts(self) -> dict[str, Any]:

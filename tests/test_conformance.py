@@ -697,7 +697,9 @@ def test_filters_through_the_factory_store_agree_or_are_refused(
     for name, (filters, keep) in {**FILTER_CASES, **EXTRA_FILTER_CASES}.items():
         expected = [n.node_id for n in ranked if keep(n.metadata)]
         if name in EXTRA_FILTER_CASES and backend_name != "memory":
-            with pytest.raises(QueryOptionError, match=f"The {backend_name} store .* filter op"):
+            with pytest.raises(
+                QueryOptionError, match=f"The {app.backend.name} store .* filter op"
+            ):
                 vector_query(app, query, 30, filters=filters)
             continue
         got = [names[i] for i in vector_query(app, query, 30, filters=filters)]
@@ -708,7 +710,7 @@ def test_filters_through_the_factory_store_agree_or_are_refused(
     if backend_name == "memory":
         assert sorted(vector_query(app, query, 30, node_ids=some)) == sorted(some)
     else:
-        with pytest.raises(QueryOptionError, match=f"The {backend_name} store .* node_ids"):
+        with pytest.raises(QueryOptionError, match=f"The {app.backend.name} store .* node_ids"):
             vector_query(app, query, 30, node_ids=some)
     with pytest.raises(QueryOptionError, match="GT on 'year' with '2020'"):
         vector_query(app, query, 5, filters=_filters(_f("year", FilterOperator.GT, "2020")))
