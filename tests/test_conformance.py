@@ -575,6 +575,7 @@ def test_llamaindex_writes_keep_the_catalog_and_keyword_index(
     after = doc_texts(app)
     assert sorted(after) == ["note-1", "paris", "raw"]
     assert app.backend.count() == 3
+    assert app.check().differences == []
     assert [s.doc_id for s in app.retrieve("Louvre pyramid", top_k=1)] == ["note-1"]
     other = make_app(retriever="keyword")
     assert "long" not in {s.doc_id for s in other.retrieve("topic7 vector chapter", top_k=5)}
