@@ -194,7 +194,7 @@ def test_data_plane_of_a_deleted_index_answers_not_found(pc: Pinecone) -> None:
 
 
 def test_upsert_fetch_update_delete_round_trip(make_index: Any) -> None:
-    index = make_index(dimension=3)
+    index = make_index(dimension=3, metric="dotproduct")
     upserted = index.upsert(
         vectors=[
             {"id": "a", "values": [1.0, 0.0, 0.0], "metadata": {"genre": "drama", "year": 2019}},
@@ -226,7 +226,7 @@ def test_upsert_fetch_update_delete_round_trip(make_index: Any) -> None:
     stats = index.describe_index_stats()
     assert stats.total_vector_count == 2
     assert stats.dimension == 3
-    assert stats.metric == "cosine"
+    assert stats.metric == "dotproduct"
     assert stats.namespaces[""].vector_count == 2
 
     index.delete(filter={"genre": {"$eq": "drama"}})

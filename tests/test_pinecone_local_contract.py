@@ -117,7 +117,7 @@ def index_host(control: Contract, server_url: str) -> str:
     body = {
         "name": f"contract-{uuid.uuid4().hex[:8]}",
         "dimension": 3,
-        "metric": "cosine",
+        "metric": "dotproduct",
         "deletion_protection": "disabled",
         "tags": {"team": "rag"},
         "spec": {"serverless": {"cloud": "aws", "region": "us-east-1"}},
@@ -223,6 +223,75 @@ def test_data_plane_operations(data: Contract, index_host: str) -> None:
     assert exchange(data, index_host, "POST", "/vectors/delete", body=delete).json() == {}
     delete_all = {"deleteAll": True, "namespace": "ns"}
     assert exchange(data, index_host, "POST", "/vectors/delete", body=delete_all).status_code == 200
+
+
+def test_fetch_by_metadata_and_namespaces(data: Contract, index_host: str) -> None:
+    namespace = f"meta-{uuid.uuid4().hex[:6]}"
+    vectors = [
+        {"id": f"v{i}", "values": [1.0, float(i), 0.0], "metadata": {"genre": genre}}
+        for i, genre in enumerate(["drama", "comedy", "drama", "drama"])
+    ]
+    exchange(
+        data,
+        index_host,
+        "POST",
+        "/vectors/upsert",
+        body={"namespace": namespace, "vectors": vectors},
+    )
+
+    by_metadata = {"namespace": namespace, "filter": {"genre": {"$eq": "drama"}}, "limit": 2}
+    first = exchange(data, index_host, "POST", "/vectors/fetch_by_metadata", body=by_metadata)
+    assert sorted(first.json()["vectors"]) == ["v0", "v2"]
+    rest = {**by_metadata, "paginationToken": first.json()["pagination"]["next"]}
+    second = exchange(data, index_host, "POST", "/vectors/fetch_by_metadata", body=rest).json()
+    assert list(second["vectors"]) == ["v3"]
+    assert "pagination" not in second
+
+    template = "/namespaces/{namespace}"
+    created = exchange(
+        data,
+        index_host,
+        "POST",
+        "/namespaces",
+        body={"name": f"{namespace}-empty", "schema": {"fields": {"genre": {"filterable": True}}}},
+    )
+    assert created.json()["record_count"] == 0
+    listed = exchange(data, index_host, "GET", "/namespaces", params={"prefix": namespace}).json()
+    assert [(n["name"], n["record_count"]) for n in listed["namespaces"]] == [
+        (namespace, 4),
+        (f"{namespace}-empty", 0),
+    ]
+    described = exchange(data, index_host, "GET", f"/namespaces/{namespace}", template)
+    assert described.json() == {"name": namespace, "record_count": 4}
+    deleted = exchange(data, index_host, "DELETE", f"/namespaces/{namespace}", template)
+    assert deleted.status_code == 200
+    missing = exchange(data, index_host, "GET", f"/namespaces/{namespace}", template)
+    assert missing.status_code == 404
+
+
+def test_sparse_index_bodies(control: Contract, data: Contract, server_url: str) -> None:
+    body = {
+        "name": f"sparse-{uuid.uuid4().hex[:8]}",
+        "metric": "dotproduct",
+        "vector_type": "sparse",
+        "spec": {"serverless": {"cloud": "aws", "region": "us-east-1"}},
+    }
+    created = exchange(control, server_url, "POST", "/indexes", body=body).json()
+    assert created["vector_type"] == "sparse"
+    assert "dimension" not in created
+    host = http_host(created["host"])
+    sparse = {"indices": [1, 5], "values": [0.5, 2.0]}
+    upsert = {"vectors": [{"id": "s", "sparseValues": sparse, "metadata": {"k": "v"}}]}
+    assert exchange(data, host, "POST", "/vectors/upsert", body=upsert).status_code == 200
+    query = {"topK": 3, "sparseVector": {"indices": [5], "values": [1.0]}, "includeValues": True}
+    matches = exchange(data, host, "POST", "/query", body=query).json()["matches"]
+    assert [(m["id"], m["score"], m["sparseValues"]) for m in matches] == [("s", 2.0, sparse)]
+    stats = exchange(data, host, "POST", "/describe_index_stats", body={}).json()
+    assert stats["vectorType"] == "sparse"
+    assert "dimension" not in stats
+    dense = {"vectors": [{"id": "d", "values": [1.0, 2.0], "sparseValues": sparse}]}
+    refused = exchange(data, host, "POST", "/vectors/upsert", body=dense)
+    assert refused.status_code == 400
 
 
 @pytest.mark.parametrize(

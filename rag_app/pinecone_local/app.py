@@ -25,7 +25,7 @@ from rag_app.pinecone_local.errors import (
     invalid,
 )
 from rag_app.pinecone_local.faults import FAULT_CODES, FAULT_MESSAGES, FaultInjector
-from rag_app.pinecone_local.state import IndexState, not_found
+from rag_app.pinecone_local.state import IndexState
 from rag_app.pinecone_local.store import Store
 
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
@@ -68,12 +68,7 @@ def data_app(store: Store, index: IndexState, faults: FaultInjector) -> FastAPI:
     app = _base_app(f"pinecone-local index {index.name}", faults, data_plane_response)
 
     def run(operation: Callable[[IndexState], dict[str, Any]], writes: bool) -> JSONResponse:
-        with store.lock:
-            if store.indexes.get(index.name) is not index:
-                raise not_found(index.name)
-            result = operation(index)
-            store.dirty = store.dirty or writes
-        return JSONResponse(result)
+        return JSONResponse(store.run(index, operation, writes))
 
     def post(path: str, operation: Callable[..., dict[str, Any]], writes: bool) -> None:
         async def handler(request: Request) -> JSONResponse:
@@ -87,6 +82,8 @@ def data_app(store: Store, index: IndexState, faults: FaultInjector) -> FastAPI:
     post("/vectors/delete", operations.delete, writes=True)
     post("/vectors/update", operations.update, writes=True)
     post("/describe_index_stats", operations.describe_stats, writes=False)
+    post("/vectors/fetch_by_metadata", operations.fetch_by_metadata, writes=False)
+    post("/namespaces", operations.create_namespace, writes=True)
 
     @app.get("/vectors/fetch")
     async def fetch(request: Request) -> JSONResponse:
@@ -108,6 +105,25 @@ def data_app(store: Store, index: IndexState, faults: FaultInjector) -> FastAPI:
             ),
             writes=False,
         )
+
+    @app.get("/namespaces")
+    async def list_namespaces(request: Request) -> JSONResponse:
+        params = request.query_params
+        limit = _int_param(params.get("limit"), "limit")
+        return run(
+            lambda target: operations.list_namespaces(
+                target, params.get("prefix"), limit, params.get("paginationToken")
+            ),
+            writes=False,
+        )
+
+    @app.get("/namespaces/{namespace}")
+    async def describe_namespace(namespace: str) -> JSONResponse:
+        return run(lambda target: operations.describe_namespace(target, namespace), writes=False)
+
+    @app.delete("/namespaces/{namespace}")
+    async def delete_namespace(namespace: str) -> JSONResponse:
+        return run(lambda target: operations.delete_namespace(target, namespace), writes=True)
 
     return app
 

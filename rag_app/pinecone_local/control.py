@@ -1,7 +1,8 @@
 """Validation of control-plane requests and the ``IndexModel`` body describing an index.
 
-Only serverless dense indexes exist here (as in Pinecone Local); pod, BYOC and sparse index
+Only serverless indexes exist here (as in Pinecone Local), dense or sparse; pod and BYOC
 requests are refused with a 400 naming the limitation instead of being silently accepted.
+A sparse index has no dimension and only the ``dotproduct`` metric, as in Pinecone.
 Missing required fields answer 422 like Pinecone's JSON deserializer; bad values answer 400.
 """
 
@@ -11,7 +12,7 @@ import re
 from typing import Any
 
 from rag_app.pinecone_local.errors import PineconeApiError, invalid
-from rag_app.pinecone_local.state import IndexState, check_metric
+from rag_app.pinecone_local.state import VECTOR_TYPES, IndexState, check_metric
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 MAX_NAME_LENGTH = 45
@@ -26,16 +27,24 @@ def parse_create_request(body: dict[str, Any]) -> IndexState:
             raise unprocessable(f"missing field `{required}`")
     name = check_name(body["name"])
     cloud, region = _serverless_location(body["spec"])
-    if body.get("vector_type", "dense") != "dense":
-        raise invalid("pinecone-local supports only dense indexes (vector_type 'dense').")
+    vector_type = body.get("vector_type") or "dense"
+    if vector_type not in VECTOR_TYPES:
+        raise invalid(f"vector_type must be 'dense' or 'sparse'; got {vector_type!r}.")
+    sparse = vector_type == "sparse"
+    metric = check_metric(body.get("metric") or ("dotproduct" if sparse else "cosine"))
+    if sparse and metric != "dotproduct":
+        raise invalid("Sparse vector indexes must use the metric dotproduct.")
+    if sparse and body.get("dimension") is not None:
+        raise invalid("Sparse vector indexes must not have a dimension.")
     return IndexState(
         name=name,
-        dimension=_dimension(body.get("dimension")),
-        metric=check_metric(body.get("metric") or "cosine"),
+        dimension=0 if sparse else _dimension(body.get("dimension")),
+        metric=metric,
         cloud=cloud,
         region=region,
         deletion_protection=check_deletion_protection(body.get("deletion_protection")),
         tags=check_tags(body.get("tags")),
+        vector_type=vector_type,
     )
 
 
@@ -54,9 +63,9 @@ def index_model(index: IndexState, host: str) -> dict[str, Any]:
     """The ``IndexModel`` body for *index*, served at *host*."""
     model: dict[str, Any] = {
         "name": index.name,
-        "dimension": index.dimension,
         "metric": index.metric,
         "host": f"{host}:{index.port}",
+        "grpc_host": f"{host}:{index.grpc_port}",
         "deletion_protection": index.deletion_protection,
         "spec": {
             "serverless": {
@@ -66,8 +75,10 @@ def index_model(index: IndexState, host: str) -> dict[str, Any]:
             }
         },
         "status": {"ready": True, "state": "Ready"},
-        "vector_type": "dense",
+        "vector_type": index.vector_type,
     }
+    if not index.sparse:
+        model["dimension"] = index.dimension
     if index.tags:
         model["tags"] = dict(index.tags)
     return model

@@ -15,6 +15,7 @@ import numpy as np
 from rag_app.pinecone_local.errors import PineconeApiError, invalid
 from rag_app.pinecone_local.filters import Predicate, compile_filter
 from rag_app.pinecone_local.records import (
+    SPARSE_UNSUPPORTED,
     check_metadata_size,
     parse_id,
     parse_metadata,
@@ -22,12 +23,14 @@ from rag_app.pinecone_local.records import (
     parse_sparse,
     parse_values,
 )
-from rag_app.pinecone_local.state import IndexState
+from rag_app.pinecone_local.state import IndexState, Namespace
 
 MAX_UPSERT_VECTORS = 1000
 MAX_IDS_PER_REQUEST = 1000
 MAX_TOP_K = 10000
 DEFAULT_LIST_LIMIT = 100
+#: How the namespaces API names the default namespace (the empty string elsewhere).
+DEFAULT_NAMESPACE = "__default__"
 USAGE = {"readUnits": 1}
 
 
@@ -41,7 +44,8 @@ def upsert(index: IndexState, body: dict[str, Any]) -> dict[str, Any]:
             f"The number of vectors to upsert ({len(vectors)}) exceeds the maximum of "
             f"{MAX_UPSERT_VECTORS} per request."
         )
-    records = [parse_record(raw, index.dimension) for raw in vectors]
+    accepts_sparse = index.metric == "dotproduct"
+    records = [parse_record(raw, index.dimension, accepts_sparse) for raw in vectors]
     namespace = index.writable_namespace(_namespace(body))
     for record in records:
         namespace.upsert(record)
@@ -63,6 +67,8 @@ def query(index: IndexState, body: dict[str, Any]) -> dict[str, Any]:
     response: dict[str, Any] = {"matches": [], "namespace": name, "usage": USAGE}
     if namespace is None or vector is None:
         return response
+    if index.sparse and sparse is None:
+        sparse = namespace.sparse[namespace.rows[body["id"]]]
     matches = namespace.search(index.metric, vector, sparse, top_k, predicate)
     include_values = bool(body.get("includeValues"))
     include_metadata = bool(body.get("includeMetadata"))
@@ -83,6 +89,8 @@ def _query_vector(index: IndexState, body: dict[str, Any], namespace: Any) -> np
     has_id = body.get("id") is not None
     if has_vector and has_id:
         raise invalid("Only one of vector or id can be given in a query.")
+    if index.sparse:
+        return _sparse_query_vector(body, has_vector, has_id, namespace)
     if has_vector:
         return parse_values(body["vector"], index.dimension)
     if has_id:
@@ -93,6 +101,21 @@ def _query_vector(index: IndexState, body: dict[str, Any], namespace: Any) -> np
     if body.get("sparseVector") is not None:
         return np.zeros(index.dimension, dtype=np.float32)
     raise invalid("A query must contain a vector, an id or a sparseVector.")
+
+
+def _sparse_query_vector(
+    body: dict[str, Any], has_vector: bool, has_id: bool, namespace: Namespace | None
+) -> np.ndarray | None:
+    """The (empty) dense part of a query on a sparse index, which needs sparse input."""
+    if has_vector:
+        raise invalid(
+            "Sparse indexes do not support dense query vectors; query with sparseVector instead."
+        )
+    if body.get("sparseVector") is None and not has_id:
+        raise invalid("A query on a sparse index must contain a sparseVector or an id.")
+    if has_id and (namespace is None or parse_id(body["id"]) not in namespace.rows):
+        return None
+    return np.zeros(0, dtype=np.float32)
 
 
 def fetch(index: IndexState, ids: list[str], name: str) -> dict[str, Any]:
@@ -136,9 +159,13 @@ def update(index: IndexState, body: dict[str, Any]) -> dict[str, Any]:
     has_id, spec = body.get("id") is not None, body.get("filter")
     if has_id == (spec is not None):
         raise invalid("Exactly one of id or filter must be given in an update request.")
-    values = body.get("values")
+    values = body.get("values") or None
+    if values is not None and index.sparse:
+        raise invalid("Sparse indexes do not support dense values; update sparseValues instead.")
     vector = parse_values(values, index.dimension) if values is not None else None
     sparse = parse_sparse(body.get("sparseValues"))
+    if sparse is not None and index.metric != "dotproduct":
+        raise invalid(SPARSE_UNSUPPORTED)
     new_metadata = body.get("setMetadata")
     if new_metadata is not None:
         parse_metadata(new_metadata)
@@ -177,22 +204,92 @@ def list_ids(
     index: IndexState, name: str, prefix: str | None, limit: int | None, token: str | None
 ) -> dict[str, Any]:
     """``GET /vectors/list``: ids in bitwise order, a page at a time."""
-    page_size = DEFAULT_LIST_LIMIT if limit is None else limit
-    if page_size < 1:
-        raise invalid(f"limit must be a positive integer; got {page_size}.")
-    after = _decode_token(token) if token else None
     namespace = index.namespace(name)
-    ids = sorted(namespace.ids) if namespace is not None else []
-    chosen = [i for i in ids if i.startswith(prefix or "") and (after is None or i > after)]
+    ids = sorted(i for i in namespace.ids if i.startswith(prefix or "")) if namespace else []
+    page, pagination = _page(ids, limit, token)
+    vectors = [{"id": record_id} for record_id in page]
+    return {"vectors": vectors, "namespace": name, "usage": USAGE, **pagination}
+
+
+def fetch_by_metadata(index: IndexState, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /vectors/fetch_by_metadata``: records matching a filter, a page at a time."""
+    name = _namespace(body)
+    predicate = compile_filter(body.get("filter"))
+    namespace = index.namespace(name)
+    ids = sorted(namespace.matching_ids(predicate)) if namespace is not None else []
+    page, pagination = _page(ids, body.get("limit"), body.get("paginationToken"))
+    vectors = {i: namespace.vector(namespace.rows[i]) for i in page} if namespace else {}
+    return {"vectors": vectors, "namespace": name, "usage": USAGE, **pagination}
+
+
+def list_namespaces(
+    index: IndexState, prefix: str | None, limit: int | None, token: str | None
+) -> dict[str, Any]:
+    """``GET /namespaces``: namespace descriptions in bitwise order, a page at a time."""
+    names = sorted(_public_name(n) for n in index.namespaces)
+    names = [n for n in names if n.startswith(prefix or "")]
+    page, pagination = _page(names, limit, token)
+    descriptions = [_namespace_description(index, n) for n in page]
+    return {"namespaces": descriptions, "total_count": len(names), **pagination}
+
+
+def create_namespace(index: IndexState, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /namespaces``: an empty namespace, optionally with a metadata schema."""
+    name = body.get("name")
+    if not isinstance(name, str) or not name:
+        raise invalid("The namespace name must be a non-empty string.")
+    if name == DEFAULT_NAMESPACE or name in index.namespaces:
+        raise PineconeApiError(409, "ALREADY_EXISTS", f"Namespace {name} already exists.")
+    schema = body.get("schema")
+    if schema is not None and not isinstance(
+        schema.get("fields") if isinstance(schema, dict) else None, dict
+    ):
+        raise invalid("The namespace schema must be an object with a fields object.")
+    index.writable_namespace(name).schema = schema
+    return _namespace_description(index, name)
+
+
+def describe_namespace(index: IndexState, name: str) -> dict[str, Any]:
+    """``GET /namespaces/{namespace}``: the record count of one namespace."""
+    return _namespace_description(index, name)
+
+
+def delete_namespace(index: IndexState, name: str) -> dict[str, Any]:
+    """``DELETE /namespaces/{namespace}``: drop a namespace and all of its records."""
+    _namespace_description(index, name)
+    del index.namespaces[_internal_name(name)]
+    return {}
+
+
+def _public_name(name: str) -> str:
+    return name or DEFAULT_NAMESPACE
+
+
+def _internal_name(name: str) -> str:
+    return "" if name == DEFAULT_NAMESPACE else name
+
+
+def _namespace_description(index: IndexState, name: str) -> dict[str, Any]:
+    namespace = index.namespace(_internal_name(name))
+    if namespace is None:
+        raise PineconeApiError(404, "NOT_FOUND", f"Namespace {name} not found.")
+    description: dict[str, Any] = {"name": name, "record_count": len(namespace)}
+    if namespace.schema is not None:
+        description["schema"] = namespace.schema
+    return description
+
+
+def _page(keys: list[str], limit: Any, token: str | None) -> tuple[list[str], dict[str, Any]]:
+    """One page of sorted *keys* after *token*, and the ``pagination`` field when more remain."""
+    page_size = DEFAULT_LIST_LIMIT if limit is None else limit
+    if not isinstance(page_size, int) or isinstance(page_size, bool) or page_size < 1:
+        raise invalid(f"limit must be a positive integer; got {page_size!r}.")
+    after = _decode_token(token) if token else None
+    chosen = [key for key in keys if after is None or key > after]
     page = chosen[:page_size]
-    response: dict[str, Any] = {
-        "vectors": [{"id": record_id} for record_id in page],
-        "namespace": name,
-        "usage": USAGE,
-    }
     if len(chosen) > page_size:
-        response["pagination"] = {"next": _encode_token(page[-1])}
-    return response
+        return page, {"pagination": {"next": _encode_token(page[-1])}}
+    return page, {}
 
 
 def describe_stats(index: IndexState, body: dict[str, Any]) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 Every check raises a 400 error with a message in Pinecone's words, so code that works here does
 not start failing when it meets the real service: ids of at most 512 characters, dense values
 whose length equals the index dimension and that are not all zero, sparse values with matching
-index/value arrays, and flat metadata of at most 40 KB whose values are strings, numbers,
-booleans or lists of strings (no nulls, no nested objects).
+index/value arrays (on sparse indexes, where they are required and dense values are refused, and
+on dense ``dotproduct`` indexes), and flat metadata of at most 40 KB whose values are strings,
+numbers, booleans or lists of strings (no nulls, no nested objects).
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ MAX_ID_LENGTH = 512
 MAX_METADATA_BYTES = 40 * 1024
 MAX_SPARSE_ENTRIES = 1000
 MAX_SPARSE_INDEX = 2**32 - 1
+SPARSE_UNSUPPORTED = (
+    "Index configuration does not support sparse values - only indexes that are sparse or "
+    "using dotproduct are supported"
+)
 
 
 @dataclass
@@ -34,19 +39,41 @@ class Record:
     metadata: dict[str, Any] | None
 
 
-def parse_record(raw: Any, dimension: int) -> Record:
-    """Validate one element of an upsert's ``vectors`` array."""
+def parse_record(raw: Any, dimension: int, accepts_sparse: bool) -> Record:
+    """Validate one element of an upsert's ``vectors`` array (*dimension* 0: a sparse index)."""
     if not isinstance(raw, dict):
         raise invalid("Each vector must be a JSON object.")
     record_id = parse_id(raw.get("id"))
+    sparse = parse_sparse(raw.get("sparseValues"))
+    values = _sparse_record_values(raw, record_id, sparse) if dimension == 0 else None
+    if dimension:
+        values = _dense_record_values(raw, record_id, dimension)
+        if sparse is not None and not accepts_sparse:
+            raise invalid(SPARSE_UNSUPPORTED)
+    metadata = None if raw.get("metadata") is None else parse_metadata(raw["metadata"])
+    return Record(record_id, values, sparse, metadata)
+
+
+def _dense_record_values(raw: dict[str, Any], record_id: str, dimension: int) -> np.ndarray:
     if raw.get("values") is None:
         raise invalid(f"Vector '{record_id}' is missing dense values.")
     values = parse_values(raw["values"], dimension)
     if not np.any(values):
         raise invalid(f"Dense vector '{record_id}' must contain at least one non-zero value.")
-    sparse = parse_sparse(raw.get("sparseValues"))
-    metadata = None if raw.get("metadata") is None else parse_metadata(raw["metadata"])
-    return Record(record_id, values, sparse, metadata)
+    return values
+
+
+def _sparse_record_values(
+    raw: dict[str, Any], record_id: str, sparse: dict[str, list] | None
+) -> np.ndarray:
+    if raw.get("values"):
+        raise invalid(
+            f"Vector '{record_id}' has dense values, but sparse indexes accept only "
+            "sparseValues; remove values or use a dense index."
+        )
+    if sparse is None or not sparse["indices"]:
+        raise invalid(f"Vector '{record_id}' must have non-empty sparseValues for a sparse index.")
+    return np.zeros(0, dtype=np.float32)
 
 
 def parse_id(raw: Any) -> str:

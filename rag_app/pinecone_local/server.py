@@ -5,7 +5,9 @@ each index on its own port next to the control plane). The SDK calls data-plane 
 ``/vectors/upsert`` at the root of the index host, so the host itself has to pick the index:
 a port per index is the one scheme that works with several indexes and no DNS. Each socket is
 served by a uvicorn server on its own thread; ``describe_index`` advertises
-``<host>:<index port>``.
+``<host>:<index port>``. Next to it, each index has a plaintext gRPC port (grpcio, see
+``grpc_service``) advertised as ``grpc_host``: uvicorn speaks only HTTP/1.1, so REST and gRPC
+cannot share one port as they do in Pinecone Local's image.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import uvicorn
 
 from rag_app.pinecone_local.app import control_app, data_app
 from rag_app.pinecone_local.faults import FaultInjector
+from rag_app.pinecone_local.grpc_service import GrpcListener
 from rag_app.pinecone_local.snapshot import load_snapshot, save_snapshot
 from rag_app.pinecone_local.state import IndexState
 from rag_app.pinecone_local.store import Store
@@ -93,6 +96,7 @@ class PineconeLocal:
         self.store.close_listener = self._close_index_listener
         self._control: _Listener | None = None
         self._indexes: dict[int, _Listener] = {}
+        self._grpc: dict[int, GrpcListener] = {}
         self._closing: list[_Listener] = []
         self._stopped = threading.Event()
         self._snapshot_thread: threading.Thread | None = None
@@ -136,6 +140,9 @@ class PineconeLocal:
             listener.request_stop()
         for listener in running:
             listener.join()
+        for grpc_listener in self._grpc.values():
+            grpc_listener.stop()
+        self._grpc.clear()
 
     def save(self) -> None:
         """Write the snapshot now (no-op without a snapshot path)."""
@@ -168,12 +175,24 @@ class PineconeLocal:
         listener.start()
         index.port = listener.port
         self._indexes[id(index)] = listener
+        grpc_listener = GrpcListener(self.store, index, self.faults)
+        try:
+            grpc_listener.bind(self.host, index.grpc_port)
+        except OSError:
+            self._close_index_listener(index)
+            raise
+        grpc_listener.start()
+        index.grpc_port = grpc_listener.port
+        self._grpc[id(index)] = grpc_listener
 
     def _close_index_listener(self, index: IndexState) -> None:
         listener = self._indexes.pop(id(index), None)
         if listener is not None:
             listener.request_stop()
             self._closing.append(listener)
+        grpc_listener = self._grpc.pop(id(index), None)
+        if grpc_listener is not None:
+            grpc_listener.request_stop()
 
     def _bind(self, port: int) -> socket.socket:
         return socket.create_server((self.host, port))

@@ -6,7 +6,9 @@ parallel lists of ids, metadata and sparse values, so a query is one matrix-vect
 
 Scores follow Pinecone: ``cosine`` is cosine similarity and ``dotproduct`` the dot product (both
 higher is better; sparse query values add a sparse dot product on ``dotproduct`` indexes), and
-``euclidean`` is the squared L2 distance, ranked ascending (lower is better).
+``euclidean`` is the squared L2 distance, ranked ascending (lower is better). A sparse index
+(``vector_type="sparse"``) has dimension 0: its matrix has no columns, its score is the sparse
+dot product alone, and records sharing no index with the query are not matches.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from rag_app.pinecone_local.filters import Predicate
 from rag_app.pinecone_local.records import Record
 
 METRICS = ("cosine", "euclidean", "dotproduct")
+VECTOR_TYPES = ("dense", "sparse")
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Namespace:
         self.matrix = np.zeros((16, dimension), dtype=np.float32)
         self.metadata: list[dict[str, Any] | None] = []
         self.sparse: list[dict[str, list] | None] = []
+        self.schema: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -86,7 +90,8 @@ class Namespace:
 
     def vector(self, row: int) -> dict[str, Any]:
         """The stored record at *row* in the data plane's ``Vector`` shape."""
-        body: dict[str, Any] = {"id": self.ids[row], "values": self.matrix[row].tolist()}
+        values = self.matrix[row].tolist() if self.dimension else []
+        body: dict[str, Any] = {"id": self.ids[row], "values": values}
         if self.sparse[row] is not None:
             body["sparseValues"] = self.sparse[row]
         if self.metadata[row] is not None:
@@ -108,9 +113,9 @@ class Namespace:
         scores = _dense_scores(metric, self.matrix[:count], query)
         if sparse_query is not None:
             scores = scores + self._sparse_scores(sparse_query)
-        candidates = np.arange(count)
+        candidates = np.arange(count) if self.dimension else np.flatnonzero(scores)
         if predicate is not None:
-            keep = [row for row in range(count) if predicate(self.metadata[row] or {})]
+            keep = [row for row in candidates if predicate(self.metadata[row] or {})]
             candidates = np.asarray(keep, dtype=np.int64)
         if candidates.size == 0:
             return []
@@ -182,7 +187,14 @@ class IndexState:
     deletion_protection: str = "disabled"
     tags: dict[str, str] | None = None
     port: int = 0
+    grpc_port: int = 0
+    vector_type: str = "dense"
     namespaces: dict[str, Namespace] = field(default_factory=dict)
+
+    @property
+    def sparse(self) -> bool:
+        """Whether this is a sparse index (sparse values only, no dimension)."""
+        return self.vector_type == "sparse"
 
     def namespace(self, name: str) -> Namespace | None:
         """The namespace called *name*, or None when it holds no records."""
@@ -203,14 +215,16 @@ class IndexState:
     def stats(self) -> dict[str, Any]:
         """The ``describe_index_stats`` body."""
         counts = {name: len(ns) for name, ns in self.namespaces.items()}
-        return {
+        stats: dict[str, Any] = {
             "namespaces": {name: {"vectorCount": count} for name, count in counts.items()},
-            "dimension": self.dimension,
             "indexFullness": 0.0,
             "totalVectorCount": sum(counts.values()),
             "metric": self.metric,
-            "vectorType": "dense",
+            "vectorType": self.vector_type,
         }
+        if not self.sparse:
+            stats["dimension"] = self.dimension
+        return stats
 
     def to_snapshot(self) -> dict[str, Any]:
         """A JSON-ready copy of this index."""
@@ -223,6 +237,8 @@ class IndexState:
             "deletion_protection": self.deletion_protection,
             "tags": self.tags,
             "port": self.port,
+            "grpc_port": self.grpc_port,
+            "vector_type": self.vector_type,
             "namespaces": {n: ns.to_snapshot() for n, ns in self.namespaces.items()},
         }
 
@@ -238,6 +254,8 @@ class IndexState:
             deletion_protection=data.get("deletion_protection", "disabled"),
             tags=data.get("tags"),
             port=int(data.get("port", 0)),
+            grpc_port=int(data.get("grpc_port", 0)),
+            vector_type=data.get("vector_type", "dense"),
         )
         for name, ns in data["namespaces"].items():
             index.namespaces[name] = Namespace.from_snapshot(index.dimension, ns)

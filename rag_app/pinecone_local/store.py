@@ -16,6 +16,7 @@ from rag_app.pinecone_local.errors import PineconeApiError
 from rag_app.pinecone_local.state import IndexState, not_found
 
 ListenerHook = Callable[[IndexState], None]
+Operation = Callable[[IndexState], dict[str, Any]]
 
 
 def _no_listener(index: IndexState) -> None:
@@ -75,6 +76,18 @@ class Store:
             apply_configure_request(self.get(name), body)
             self.dirty = True
             return self.describe(name)
+
+    def run(self, index: IndexState, operation: Operation, writes: bool) -> dict[str, Any]:
+        """Run a data-plane *operation* on *index* under the lock; 404 once it was deleted.
+
+        REST and gRPC handlers both come through here, so they see and change the same state.
+        """
+        with self.lock:
+            if self.indexes.get(index.name) is not index:
+                raise not_found(index.name)
+            result = operation(index)
+            self.dirty = self.dirty or writes
+            return result
 
     def get(self, name: str) -> IndexState:
         """The index called *name*; 404 when it does not exist."""
