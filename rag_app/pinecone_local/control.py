@@ -65,7 +65,6 @@ def index_model(index: IndexState, host: str) -> dict[str, Any]:
         "name": index.name,
         "metric": index.metric,
         "host": f"{host}:{index.port}",
-        "grpc_host": f"{host}:{index.grpc_port}",
         "deletion_protection": index.deletion_protection,
         "spec": {
             "serverless": {

@@ -1,4 +1,4 @@
-"""The gRPC data plane: Pinecone's ``VectorService``, served by grpcio on a port of each index.
+"""The gRPC data plane: Pinecone's ``VectorService``, served by grpcio for each index.
 
 Pinecone's REST data plane is the JSON transcoding of this service, so a request message is
 turned into the REST body with protobuf's JSON mapping (``top_k`` becomes ``topK``), run by the
@@ -150,16 +150,12 @@ class GrpcListener:
         self.port = 0
 
     def bind(self, host: str, port: int) -> None:
-        """Listen on *host*:*port*, or on a free port when that one is taken."""
+        """Listen on *host*:*port* (0: a free port)."""
         address = f"[{host}]" if ":" in host else host
         try:
             self.port = self.server.add_insecure_port(f"{address}:{port}")
-        except RuntimeError:
-            self.port = 0
-        if not self.port and port:
-            self.port = self.server.add_insecure_port(f"{address}:0")
-        if not self.port:
-            raise OSError(f"pinecone-local could not serve gRPC on {host}:{port}")
+        except RuntimeError as error:
+            raise OSError(f"pinecone-local could not serve gRPC on {host}:{port}") from error
 
     def start(self) -> None:
         self.server.start()

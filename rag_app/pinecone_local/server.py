@@ -5,9 +5,9 @@ each index on its own port next to the control plane). The SDK calls data-plane 
 ``/vectors/upsert`` at the root of the index host, so the host itself has to pick the index:
 a port per index is the one scheme that works with several indexes and no DNS. Each socket is
 served by a uvicorn server on its own thread; ``describe_index`` advertises
-``<host>:<index port>``. Next to it, each index has a plaintext gRPC port (grpcio, see
-``grpc_service``) advertised as ``grpc_host``: uvicorn speaks only HTTP/1.1, so REST and gRPC
-cannot share one port as they do in Pinecone Local's image.
+``<host>:<index port>``. Each index also has a grpcio server (``grpc_service``) on a loopback
+port of its own; the index port relays gRPC connections to it (``multiplex``), so REST and
+plaintext gRPC clients use the same host, as with Pinecone Local's image.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import uvicorn
 from rag_app.pinecone_local.app import control_app, data_app
 from rag_app.pinecone_local.faults import FaultInjector
 from rag_app.pinecone_local.grpc_service import GrpcListener
+from rag_app.pinecone_local.multiplex import LOOPBACK, sniffing_protocol
 from rag_app.pinecone_local.snapshot import load_snapshot, save_snapshot
 from rag_app.pinecone_local.state import IndexState
 from rag_app.pinecone_local.store import Store
@@ -39,9 +40,14 @@ WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 class _Listener:
     """One listening socket served by a uvicorn server on a daemon thread."""
 
-    def __init__(self, app: Any, sock: socket.socket, log_level: str) -> None:
+    def __init__(self, app: Any, sock: socket.socket, log_level: str, http: Any = "auto") -> None:
         config = uvicorn.Config(
-            app, log_level=log_level, access_log=False, lifespan="off", timeout_graceful_shutdown=2
+            app,
+            http=http,
+            log_level=log_level,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
         )
         self.socket = sock
         self.server = uvicorn.Server(config)
@@ -167,22 +173,22 @@ class PineconeLocal:
         logger.info("restored %d indexes from %s", len(self.store.indexes), self.snapshot_path)
 
     def _open_index_listener(self, index: IndexState) -> None:
+        grpc_listener = GrpcListener(self.store, index, self.faults)
+        grpc_listener.bind(LOOPBACK, 0)
+        grpc_listener.start()
         try:
             sock = self._bind(index.port)
         except OSError:
             sock = self._bind(0)
-        listener = _Listener(data_app(self.store, index, self.faults), sock, self.log_level)
-        listener.start()
+        app = data_app(self.store, index, self.faults)
+        listener = _Listener(app, sock, self.log_level, sniffing_protocol(grpc_listener.port))
+        try:
+            listener.start()
+        except BaseException:
+            grpc_listener.stop()
+            raise
         index.port = listener.port
         self._indexes[id(index)] = listener
-        grpc_listener = GrpcListener(self.store, index, self.faults)
-        try:
-            grpc_listener.bind(self.host, index.grpc_port)
-        except OSError:
-            self._close_index_listener(index)
-            raise
-        grpc_listener.start()
-        index.grpc_port = grpc_listener.port
         self._grpc[id(index)] = grpc_listener
 
     def _close_index_listener(self, index: IndexState) -> None:

@@ -187,7 +187,6 @@ class IndexState:
     deletion_protection: str = "disabled"
     tags: dict[str, str] | None = None
     port: int = 0
-    grpc_port: int = 0
     vector_type: str = "dense"
     namespaces: dict[str, Namespace] = field(default_factory=dict)
 
@@ -237,7 +236,6 @@ class IndexState:
             "deletion_protection": self.deletion_protection,
             "tags": self.tags,
             "port": self.port,
-            "grpc_port": self.grpc_port,
             "vector_type": self.vector_type,
             "namespaces": {n: ns.to_snapshot() for n, ns in self.namespaces.items()},
         }
@@ -254,7 +252,6 @@ class IndexState:
             deletion_protection=data.get("deletion_protection", "disabled"),
             tags=data.get("tags"),
             port=int(data.get("port", 0)),
-            grpc_port=int(data.get("grpc_port", 0)),
             vector_type=data.get("vector_type", "dense"),
         )
         for name, ns in data["namespaces"].items():
