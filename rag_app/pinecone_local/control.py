@@ -33,9 +33,9 @@ def parse_create_request(body: dict[str, Any]) -> IndexState:
     sparse = vector_type == "sparse"
     metric = check_metric(body.get("metric") or ("dotproduct" if sparse else "cosine"))
     if sparse and metric != "dotproduct":
-        raise invalid("Sparse vector indexes must use the metric dotproduct.")
+        raise invalid("Sparse vector indexes must use dotproduct as their metric.")
     if sparse and body.get("dimension") is not None:
-        raise invalid("Sparse vector indexes must not have a dimension.")
+        raise invalid("dimension should not be specified for sparse indexes.")
     return IndexState(
         name=name,
         dimension=0 if sparse else _dimension(body.get("dimension")),

@@ -13,9 +13,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+from pinecone.grpc import GrpcIndex
 
+from rag_app.pinecone_local import http_host
 from tests.support.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -84,3 +87,16 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def index_client(pc: Any, name: str, transport: str) -> Any:
+    """A data-plane client of index *name*: the SDK's REST ``Index`` or its plaintext gRPC one.
+
+    Both use the host ``describe_index`` reports, as with Pinecone Local's Docker image; gRPC
+    goes through ``GrpcIndex(secure=False)``, since pinecone 9's ``PineconeGRPC.Index`` always
+    uses TLS (its REST fallbacks, such as ``fetch_by_metadata``, need the ``http://`` host).
+    """
+    host = http_host(pc.describe_index(name).host)
+    if transport == "grpc":
+        return GrpcIndex(host=host, api_key=pc.config.api_key, secure=False)
+    return pc.Index(host=host)
