@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
@@ -400,3 +401,32 @@ def test_raw_grpc_calls_and_status_codes(pc: Pinecone, index_name: str, namespac
             grpc.StatusCode.NOT_FOUND,
             grpc.StatusCode.ALREADY_EXISTS,
         ]
+
+
+def test_faults_reach_grpc_clients_as_status_codes(tmp_path: Any) -> None:
+    body = {"name": "faults", "dimension": 2, "spec": {"serverless": {"cloud": "a", "region": "b"}}}
+    with running_pinecone_local(tmp_path, fault_rate=0.5, fault_seed=3) as url:
+        created = httpx.post(f"{url}/indexes", json=body)
+        while created.status_code != 201:
+            created = httpx.post(f"{url}/indexes", json=body)
+        with grpc.insecure_channel(created.json()["host"]) as channel:
+            stats = channel.unary_unary(
+                "/VectorService/DescribeIndexStats",
+                request_serializer=pb.DescribeIndexStatsRequest.SerializeToString,
+                response_deserializer=pb.DescribeIndexStatsResponse.FromString,
+            )
+            codes = set()
+            for _ in range(12):
+                try:
+                    stats(pb.DescribeIndexStatsRequest(), timeout=10)
+                    codes.add(grpc.StatusCode.OK)
+                except grpc.RpcError as error:
+                    codes.add(error.code())
+    faults = {
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.INTERNAL,
+    }
+    assert grpc.StatusCode.OK in codes
+    assert codes & faults
+    assert codes <= faults | {grpc.StatusCode.OK}
