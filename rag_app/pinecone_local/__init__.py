@@ -6,9 +6,11 @@ OpenAPI specs (2025-10). The official ``pinecone`` SDK and LlamaIndex's ``Pineco
 run against it unchanged.
 
 Layout: ``python -m rag_app.pinecone_local --port 5080`` serves the control plane on port 5080
-and each index's data plane on a port of its own (see ``server``). ``describe_index`` reports
-the host as ``127.0.0.1:<index port>``; the SDK turns a scheme-less host into ``https://``, so
-clients pass ``pc.Index(host="http://127.0.0.1:<index port>")`` (see :func:`http_host`).
+and each index's data plane, REST and plaintext gRPC, on a port of its own (see ``server`` and
+``multiplex``). ``describe_index`` reports the host as ``127.0.0.1:<index port>``; the SDK
+turns a scheme-less host into ``https://``, so clients pass
+``pc.Index(host="http://127.0.0.1:<index port>")`` (see :func:`http_host`), or
+``GrpcIndex(host=..., secure=False)`` for gRPC.
 """
 
 from __future__ import annotations
