@@ -10,6 +10,7 @@ own, so the two transports and the tests do not see each other's records.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +22,7 @@ from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
 from pinecone import Pinecone, PineconeException, ServerlessSpec, SparseValues, Vector
 
+from rag_app.pinecone_local import http_host
 from rag_app.pinecone_local.grpc_proto import vector_service_pb2 as pb
 from tests.support.pinecone_server import index_client, running_pinecone_local
 
@@ -315,6 +317,59 @@ def test_namespaces_describe_list_delete(pc: Pinecone, transport: str) -> None:
         pc.delete_index(name)
 
 
+def weird_valid_ids() -> list[str]:
+    """Upstream seed.py's ``weird_valid_ids``: ASCII punctuation, whitespace and injections."""
+    punctuation = list("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+    characters = list("1234567890") + [" ", "\n", "\t", "\r"] + punctuation
+    characters += [f"\\{c}" for c in punctuation]
+    pairs = ["".join(p) for p in itertools.combinations_with_replacement(characters, 2)]
+    others = ["undefined", "null", "None", "True", "<script>alert(0)</script>", "' OR '1'='1"]
+    return characters + pairs + others + ["$HOME", "%s", "{0}"]
+
+
+# Follows data/test_weird_ids.py (queries by a sample of the ids rather than each of ~3000).
+def test_weird_ids(idx: Any, namespace: str) -> None:
+    ids = weird_valid_ids()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        idx.upsert(
+            vectors=[(i, [0.1, 0.1 + n / 1000]) for n, i in enumerate(chunk)], namespace=namespace
+        )
+    for start in range(0, len(ids), 100):
+        chunk = ids[start : start + 100]
+        fetched = idx.fetch(ids=chunk, namespace=namespace).vectors
+        assert set(fetched) == set(chunk)
+        assert all(fetched[i].id == i and len(fetched[i].values) == 2 for i in chunk)
+    for weird in ids[::250]:
+        result = idx.query(id=weird, top_k=10, namespace=namespace, include_values=True)
+        assert len(result.matches) == 10
+    listed = [item.id for page in idx.list(namespace=namespace) for item in page]
+    assert sorted(listed) == sorted(set(ids))
+
+    # pinecone 9 refuses these ids itself; the raw request below shows the server does too.
+    for invalid in ["\u2800", "\u00a0", "🌲", "田", "‘", "＂"]:
+        with pytest.raises(PineconeException) as refused:
+            idx.upsert(vectors=[(invalid, [0.1, 0.1])], namespace=namespace)
+        assert "ASCII" in str(refused.value)
+    with pytest.raises(PineconeException) as nul:
+        idx.upsert(vectors=[("\0", [0.1, 0.1])], namespace=namespace)
+    assert "null character" in str(nul.value)
+
+
+@pytest.mark.parametrize(
+    ("record_id", "message"),
+    [("🌲", "Vector ID must be ASCII"), ("a\0b", "Vector ID must not contain null character")],
+)
+def test_server_refuses_ids_pinecone_refuses(
+    pc: Pinecone, index_name: str, record_id: str, message: str
+) -> None:
+    host = http_host(pc.describe_index(index_name).host)
+    body = {"vectors": [{"id": record_id, "values": [0.1, 0.1]}]}
+    response = httpx.post(f"{host}/vectors/upsert", json=body)
+    assert response.status_code == 400
+    assert message in response.json()["message"]
+
+
 def count_namespaces(idx: Any) -> int:
     return sum(len(page.namespaces) for page in idx.list_namespaces())
 
@@ -391,6 +446,11 @@ def test_raw_grpc_calls_and_status_codes(pc: Pinecone, index_name: str, namespac
                 pb.NamespaceDescription,
             ),
         ]
+        big = [
+            pb.Vector(id=str(i), values=[0.1, 0.1], metadata=struct({"t": "x" * 3000}))
+            for i in range(800)
+        ]
+        failures.append(("Upsert", pb.UpsertRequest(vectors=big), pb.UpsertResponse))  # > 2 MB
         codes = []
         for method, request, answer in failures:
             with pytest.raises(grpc.RpcError) as error:
@@ -400,6 +460,7 @@ def test_raw_grpc_calls_and_status_codes(pc: Pinecone, index_name: str, namespac
             grpc.StatusCode.INVALID_ARGUMENT,
             grpc.StatusCode.NOT_FOUND,
             grpc.StatusCode.ALREADY_EXISTS,
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
         ]
 
 

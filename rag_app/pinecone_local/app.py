@@ -25,10 +25,10 @@ from rag_app.pinecone_local.errors import (
     invalid,
 )
 from rag_app.pinecone_local.faults import FAULT_CODES, FAULT_MESSAGES, FaultInjector
+from rag_app.pinecone_local.operations import MAX_REQUEST_BYTES
 from rag_app.pinecone_local.state import IndexState
 from rag_app.pinecone_local.store import Store
 
-MAX_REQUEST_BYTES = 2 * 1024 * 1024
 HEALTH_PATH = "/healthz"
 Renderer = Callable[[PineconeApiError], JSONResponse]
 

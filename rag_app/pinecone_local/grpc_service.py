@@ -146,6 +146,8 @@ class GrpcListener:
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="pinecone-grpc"),
             handlers=[grpc.method_handlers_generic_handler(SERVICE, handlers)],
+            # Pinecone's 2 MB request limit; larger messages fail with RESOURCE_EXHAUSTED.
+            options=[("grpc.max_receive_message_length", operations.MAX_REQUEST_BYTES)],
         )
         self.port = 0
 

@@ -25,6 +25,7 @@ from rag_app.pinecone_local.records import (
 )
 from rag_app.pinecone_local.state import IndexState, Namespace
 
+MAX_REQUEST_BYTES = 2 * 1024 * 1024
 MAX_UPSERT_VECTORS = 1000
 MAX_IDS_PER_REQUEST = 1000
 MAX_TOP_K = 10000

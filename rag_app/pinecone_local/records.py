@@ -1,7 +1,8 @@
 """Validation of request records against Pinecone's documented limits.
 
 Every check raises a 400 error with a message in Pinecone's words, so code that works here does
-not start failing when it meets the real service: ids of at most 512 characters, dense values
+not start failing when it meets the real service: ASCII ids of at most 512 characters without
+NUL (Pinecone refuses Korean or emoji ids, so callers must derive ASCII ones), dense values
 whose length equals the index dimension and that are not all zero, sparse values with matching
 index/value arrays (on sparse indexes, where they are required and dense values are refused, and
 on dense ``dotproduct`` indexes), and flat metadata of at most 40 KB whose values are strings,
@@ -77,11 +78,15 @@ def _sparse_record_values(
 
 
 def parse_id(raw: Any) -> str:
-    """Validate a record id: a non-empty string of at most 512 characters."""
+    """Validate a record id: a non-empty ASCII string of at most 512 characters, without NUL."""
     if not isinstance(raw, str) or not raw:
         raise invalid("Vector id must be a non-empty string.")
     if len(raw) > MAX_ID_LENGTH:
         raise invalid(f"Vector id length {len(raw)} exceeds the maximum length of {MAX_ID_LENGTH}.")
+    if not raw.isascii():
+        raise invalid(f"Vector ID must be ASCII; got {raw!r}.")
+    if "\0" in raw:
+        raise invalid("Vector ID must not contain null character.")
     return raw
 
 
