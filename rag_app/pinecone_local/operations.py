@@ -242,8 +242,8 @@ def create_namespace(index: IndexState, body: dict[str, Any]) -> dict[str, Any]:
     if name == DEFAULT_NAMESPACE or name in index.namespaces:
         raise PineconeApiError(409, "ALREADY_EXISTS", f"Namespace {name} already exists.")
     schema = body.get("schema")
-    if schema is not None and not isinstance(
-        schema.get("fields") if isinstance(schema, dict) else None, dict
+    if schema is not None and not (
+        isinstance(schema, dict) and isinstance(schema.get("fields"), dict)
     ):
         raise invalid("The namespace schema must be an object with a fields object.")
     index.writable_namespace(name).schema = schema

@@ -149,6 +149,7 @@ class Namespace:
             "values": base64.b64encode(values).decode("ascii"),
             "metadata": list(self.metadata),
             "sparse": list(self.sparse),
+            "schema": self.schema,
         }
 
     @classmethod
@@ -161,6 +162,7 @@ class Namespace:
             namespace.upsert(
                 Record(record_id, matrix[row], data["sparse"][row], data["metadata"][row])
             )
+        namespace.schema = data.get("schema")
         return namespace
 
 
