@@ -256,6 +256,8 @@ def test_fetch_by_metadata_and_namespaces(data: Contract, index_host: str) -> No
         body={"name": f"{namespace}-empty", "schema": {"fields": {"genre": {"filterable": True}}}},
     )
     assert created.json()["record_count"] == 0
+    again = exchange(data, index_host, "POST", "/namespaces", body={"name": f"{namespace}-empty"})
+    assert again.status_code == 409
     listed = exchange(data, index_host, "GET", "/namespaces", params={"prefix": namespace}).json()
     assert [(n["name"], n["record_count"]) for n in listed["namespaces"]] == [
         (namespace, 4),

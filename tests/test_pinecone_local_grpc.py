@@ -193,6 +193,23 @@ def test_upsert_hybrid_and_query_both_parts(idx: Any, namespace: str) -> None:
     assert result.matches[0].sparse_values.indices == [0, 1]
 
 
+# Follows data/test_query_namespaces.py (the SDK fans out and merges; the server answers each).
+def test_query_namespaces(idx: Any, namespace: str) -> None:
+    for suffix, scale in (("-a", 1.0), ("-b", 2.0)):
+        idx.upsert(
+            vectors=[(f"x{suffix}", [scale, 0.0]), (f"y{suffix}", [0.0, scale])],
+            namespace=namespace + suffix,
+        )
+    merged = idx.query_namespaces(
+        vector=[1.0, 0.1],
+        namespaces=[namespace + "-a", namespace + "-b", namespace + "-missing"],
+        metric="dotproduct",
+        top_k=3,
+    )
+    assert [m.id for m in merged.matches] == ["x-b", "x-a", "y-b"]
+    assert [m.score for m in merged.matches] == pytest.approx([2.0, 1.0, 0.2])
+
+
 # Follows data/test_update.py: values, sparse values and metadata by id; metadata by filter.
 def test_update_by_id_and_by_filter(idx: Any, namespace: str) -> None:
     seed_movies(idx, namespace)
