@@ -508,3 +508,23 @@ def test_faults_reach_grpc_clients_as_status_codes(tmp_path: Any) -> None:
     assert grpc.StatusCode.OK in codes
     assert codes & faults
     assert codes <= faults | {grpc.StatusCode.OK}
+
+
+# Follows data/test_upsert_future.py, test_fetch_future.py and test_delete_future.py (gRPC only).
+def test_grpc_futures(pc: Pinecone, index_name: str, namespace: str) -> None:
+    grpc_index = index_client(pc, index_name, "grpc")
+    try:
+        upserts = [
+            grpc_index.upsert_async(vectors=[(f"f{i}", [0.1 * i + 0.1, 0.5])], namespace=namespace)
+            for i in range(5)
+        ]
+        assert [f.result(timeout=10).upserted_count for f in upserts] == [1] * 5
+        fetched = grpc_index.fetch_async(ids=["f0", "f4", "nope"], namespace=namespace)
+        assert set(fetched.result(timeout=10).vectors) == {"f0", "f4"}
+        queried = grpc_index.query_async(vector=[1.0, 0.0], top_k=2, namespace=namespace)
+        assert [m.id for m in queried.result(timeout=10).matches] == ["f4", "f3"]
+        grpc_index.delete_async(ids=["f0", "f1"], namespace=namespace).result(timeout=10)
+        remaining = grpc_index.fetch(ids=[f"f{i}" for i in range(5)], namespace=namespace)
+        assert set(remaining.vectors) == {"f2", "f3", "f4"}
+    finally:
+        grpc_index.close()
