@@ -28,9 +28,10 @@ from rag_app.ingestion import Ingestor, IngestReport
 from rag_app.llms import Answer, Answerer, Source, build_answerer
 from rag_app.loaders import documents_from_python, load_paths
 from rag_app.rerank import build_reranker
-from rag_app.retrieval import HybridRetriever, KeywordSync
+from rag_app.retrieval import HybridRetriever, KeywordSearch, KeywordSync
 from rag_app.settings import Settings, load_settings
 from rag_app.stores.base import Backend, DocRecord
+from rag_app.stores.pinecone_keyword import open_pinecone_keyword
 from rag_app.stores.registry import open_backend
 
 #: `as_query_engine` options that only a vector-store retriever can apply.
@@ -55,11 +56,7 @@ class RagApp:
             settings.chunk_overlap,
             self.embedder.tokenize,
         )
-        self.keyword = (
-            None
-            if settings.retriever == "dense"
-            else KeywordSync(self.backend, self._keyword_dir())
-        )
+        self.keyword = self._keyword_search()
         self.reranker = build_reranker(settings.reranker)
         self.retriever = self._retriever(settings.top_k)
         self._answerer: Answerer | None = None
@@ -69,6 +66,14 @@ class RagApp:
     def from_env(cls, collection: str | None = None, **overrides: Any) -> RagApp:
         """Settings from arguments > environment > .env > defaults (see `Settings`)."""
         return cls(load_settings(**overrides), collection=collection)
+
+    def _keyword_search(self) -> KeywordSearch | None:
+        """BM25 in Pinecone with PINECONE_SPARSE_INDEX, else the local index (none if dense)."""
+        if self.settings.retriever == "dense":
+            return None
+        if self.settings.pinecone_sparse_index:
+            return open_pinecone_keyword(self.backend, self.settings)
+        return KeywordSync(self.backend, self._keyword_dir())
 
     def _keyword_dir(self) -> Path:
         where = f"{self.backend.location}|{getattr(self.backend, 'namespace', '')}"

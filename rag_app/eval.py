@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import shutil
 import statistics
 import time
 import uuid
@@ -126,7 +125,7 @@ def scratch_app(settings: Settings, embedder: Embedder | None) -> Iterator[RagAp
     finally:
         app.backend.drop()
         if app.keyword:
-            shutil.rmtree(app.keyword.directory, ignore_errors=True)
+            app.keyword.drop()
         app.close()
 
 

@@ -77,7 +77,7 @@ def cleanup(apps: Sequence[Any], data_dir: Path, owned: bool, also: Sequence[Pat
     for app in apps:
         app.backend.drop()
         if getattr(app, "keyword", None) is not None:
-            shutil.rmtree(app.keyword.directory, ignore_errors=True)
+            app.keyword.drop()
         app.close()
     for folder in also:
         shutil.rmtree(folder, ignore_errors=True)

@@ -12,12 +12,17 @@ Several writers share one index safely: a commit holds the index directory's `fi
 and if another writer saved the index since this one loaded it, loads that version and replays
 its own changes onto it (merge, never overwrite). A reader takes in a newer saved index before
 searching (one `stat` when there is none).
+
+With Pinecone and PINECONE_SPARSE_INDEX, `rag_app.stores.pinecone_keyword.PineconeKeyword`
+takes its place and BM25 runs in Pinecone; both are a `KeywordSearch`.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
@@ -45,6 +50,20 @@ LEGACY_FINGERPRINT_FILE = "fingerprint.json"
 def key_chunk_ids(key: str, start: int, stop: int) -> list[str]:
     """Chunk ids of the document with `key` (see `stores.base.chunk_ids`), positions start..stop."""
     return [f"{key}:{i}" for i in range(start, stop)]
+
+
+class KeywordSearch(Protocol):
+    """Keyword (BM25) search kept in sync by the ingestion path (a `ChangeListener`)."""
+
+    def chunks_written(self, ids: Sequence[str], texts: Sequence[str]) -> None: ...
+
+    def chunks_deleted(self, ids: Sequence[str]) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def search(self, query: str, top_k: int) -> list[tuple[str, float]]: ...
+
+    def drop(self) -> None: ...
 
 
 class KeywordSync:
@@ -169,6 +188,10 @@ class KeywordSync:
         self.refresh()
         return self.index.search(query, top_k)
 
+    def drop(self) -> None:
+        """Remove the saved index (the collection it mirrors is being dropped)."""
+        shutil.rmtree(self.directory, ignore_errors=True)
+
 
 class HybridRetriever(BaseRetriever):
     """Dense, keyword or fused retrieval over one backend, scores in [0, 1]-ish per mode."""
@@ -177,7 +200,7 @@ class HybridRetriever(BaseRetriever):
         self,
         backend: Backend,
         embedder: Embedder,
-        keyword: KeywordSync | None,
+        keyword: KeywordSearch | None,
         mode: RetrieverName = "hybrid",
         top_k: int = 5,
         reranker: Reranker | None = None,

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     pinecone_cloud: str = _env("PINECONE_CLOUD", "aws")
     pinecone_region: str = _env("PINECONE_REGION", "us-east-1")
     pinecone_host: str | None = _env("PINECONE_HOST", None)
+    pinecone_sparse_index: str | None = _env(
+        "PINECONE_SPARSE_INDEX", None, pattern=r"^[a-z0-9][a-z0-9-]{0,44}$"
+    )
 
     openai_api_key: SecretStr | None = _env("OPENAI_API_KEY", None)
     openai_base_url: str | None = _env("OPENAI_BASE_URL", None)
