@@ -22,8 +22,9 @@ keyword lists, exactly as with the local index.
 Approximations, because Pinecone cannot renormalise stored vectors: ``avgdl`` is the corpus
 average when a chunk is written, and df updates are read-modify-write after the chunks are
 written, so two processes writing one namespace at once, or an ingest killed in between, can
-lose counts (they weight terms; nothing reads them as counts). A chunk's stored vector also says which terms it held, so replacing or deleting it
-takes its terms' counts back without re-tokenizing anything.
+lose counts (they weight terms; nothing reads them as counts). A chunk's stored vector also
+says which terms it held, so replacing or deleting it takes its terms' counts back without
+re-tokenizing anything.
 """
 
 from __future__ import annotations
