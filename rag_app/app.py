@@ -136,8 +136,10 @@ class RagApp:
 
     def check(self, repair: bool = False) -> CheckReport:
         """Compare catalog, store and keyword index; `repair` fixes what it can (see
-        `rag_app.consistency`). Run it while no ingest is running."""
-        return check(self.backend, self.keyword, repair)
+        `rag_app.consistency`). Run it while no ingest is running. BM25 in a Pinecone sparse
+        index (PINECONE_SPARSE_INDEX) is not compared (the report says "not used")."""
+        local = self.keyword if isinstance(self.keyword, KeywordSync) else None
+        return check(self.backend, local, repair)
 
     def _check_embedding(self) -> None:
         if not self._embedding_checked:
