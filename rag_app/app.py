@@ -23,13 +23,20 @@ from llama_index.core.schema import NodeWithScore
 from rag_app.catalog_store import CatalogVectorStore
 from rag_app.chunking import Chunker, default_chunk_size
 from rag_app.consistency import CheckReport, check
-from rag_app.embeddings import CachedEmbedding, Embedder, build_embedder
-from rag_app.ingestion import Ingestor, IngestReport
+from rag_app.embeddings import (
+    CachedEmbedding,
+    Embedder,
+    build_embedder,
+    check_embedder_settings,
+    embedding_model_id,
+)
+from rag_app.errors import RagAppError
+from rag_app.ingestion import Ingestor, IngestReport, delete_documents
 from rag_app.llms import Answer, Answerer, Source, build_answerer
-from rag_app.loaders import documents_from_python, load_paths
+from rag_app.loaders import document_id, documents_from_python, legacy_document_id, load_paths
 from rag_app.rerank import build_reranker
 from rag_app.retrieval import HybridRetriever, KeywordSearch, KeywordSync
-from rag_app.settings import Settings, load_settings
+from rag_app.settings import Settings, check_top_k, load_settings
 from rag_app.stores.base import Backend, DocRecord
 from rag_app.stores.pinecone_keyword import open_pinecone_keyword
 from rag_app.stores.registry import open_backend
@@ -49,18 +56,41 @@ class RagApp:
     ) -> None:
         self.settings = settings
         self._owns_embedder = embedder is None
-        self.embedder = embedder or build_embedder(settings)
+        if embedder is None:
+            check_embedder_settings(settings)
+        else:
+            self.embedder = embedder
         self.backend: Backend = open_backend(settings, lambda: self.embedder.dimension, collection)
-        self.chunker = Chunker(
-            settings.chunk_size or default_chunk_size(self.embedder.max_tokens),
-            settings.chunk_overlap,
-            self.embedder.tokenize,
-        )
-        self.keyword = self._keyword_search()
-        self.reranker = build_reranker(settings.reranker)
-        self.retriever = self._retriever(settings.top_k)
         self._answerer: Answerer | None = None
         self._embedding_checked = False
+
+    # The embedding model takes seconds to load and the keyword index reads the whole catalog:
+    # both are built on first use, so `docs list`, `docs delete` and configuration errors are
+    # fast, and a run that fails early leaves no cache or index files behind.
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return build_embedder(self.settings)
+
+    @cached_property
+    def chunker(self) -> Chunker:
+        return Chunker(
+            self.settings.chunk_size or default_chunk_size(self.embedder.max_tokens),
+            self.settings.chunk_overlap,
+            self.embedder.tokenize,
+        )
+
+    @cached_property
+    def keyword(self) -> KeywordSearch | None:
+        return self._keyword_search()
+
+    @cached_property
+    def reranker(self) -> Any:
+        return build_reranker(self.settings.reranker)
+
+    @cached_property
+    def retriever(self) -> HybridRetriever:
+        return self._retriever(self.settings.top_k)
 
     @classmethod
     def from_env(cls, collection: str | None = None, **overrides: Any) -> RagApp:
@@ -97,18 +127,64 @@ class RagApp:
         )
 
     def _ingestor(self) -> Ingestor:
-        listeners = [self.keyword] if self.keyword else []
-        return Ingestor(self.backend, self.embedder, self.chunker, listeners)
+        return Ingestor(self.backend, self.embedder, self.chunker, self._listeners())
+
+    def _listeners(self) -> list[KeywordSearch]:
+        return [self.keyword] if self.keyword else []
 
     def ingest(
-        self, items: Iterable[str | Path | Document], show_progress: bool = False
+        self,
+        items: Iterable[str | Path | Document],
+        show_progress: bool = False,
+        prune: bool = False,
     ) -> IngestReport:
-        """Ingest file and folder paths and/or Documents; unchanged documents cost nothing."""
+        """Ingest file and folder paths and/or Documents; unchanged documents cost nothing.
+
+        Documents under the given paths whose files are gone are removed with `prune`, else
+        listed in `report.gone`. Documents ingested under the id rule before 0.2 are renamed.
+        """
         items = list(items)
         paths = [Path(i) for i in items if isinstance(i, str | Path)]
-        documents, problems = load_paths(paths)
+        documents, problems = load_paths(paths, self.settings.doc_root)
         documents += [i for i in items if isinstance(i, Document)]
-        return self.ingest_documents(documents, problems, show_progress)
+        report = self.ingest_documents(
+            documents, [p for p in problems if not p.ignored], show_progress
+        )
+        report.ignored = [p for p in problems if p.ignored]
+        if not paths:
+            return report
+        catalog = self.backend.documents()
+        ingested = {d.doc_id for d in documents}
+        renamed = [old for old in self._legacy_ids(paths, ingested) if old in catalog]
+        gone = self._gone(paths, catalog)
+        self.delete(renamed + gone if prune else renamed)
+        report.pruned, report.gone = (gone, []) if prune else ([], gone)
+        return report
+
+    def _path_prefixes(self, paths: Sequence[Path]) -> Iterator[tuple[Path, str, str]]:
+        """Each path with its id (the prefix of the ids of its files) under both id rules."""
+        for path in paths:
+            yield path, document_id(path, self.settings.doc_root), legacy_document_id(path)
+
+    def _legacy_ids(self, paths: Sequence[Path], ingested: set[str]) -> list[str]:
+        """Ids that files ingested now had under the old id rule (relative to the cwd)."""
+        old: set[str] = set()
+        for _, new_id, legacy_id in self._path_prefixes(paths):
+            for doc_id in ingested:
+                rest = _under(doc_id, new_id)
+                if rest is not None:
+                    old.add(rest.lstrip("/") if legacy_id == "." else legacy_id + rest)
+        return sorted(old - ingested)
+
+    def _gone(self, paths: Sequence[Path], catalog: dict[str, DocRecord]) -> list[str]:
+        """File documents under `paths` whose file no longer exists."""
+        gone: set[str] = set()
+        for path, prefix, _ in self._path_prefixes(paths):
+            for record in catalog.values():
+                rest = _under(record.doc_id, prefix) if record.source == record.doc_id else None
+                if rest is not None and not Path(f"{path}{rest}").exists():
+                    gone.add(record.doc_id)
+        return sorted(gone)
 
     def ingest_texts(self, texts: Iterable[str]) -> IngestReport:
         """Ingest plain strings (ids from their content)."""
@@ -117,19 +193,33 @@ class RagApp:
     def ingest_documents(
         self, documents: Sequence[Document], problems: Sequence[Any] = (), show_progress=False
     ) -> IngestReport:
-        try:
-            return self._ingestor().ingest(documents, problems, show_progress)
-        finally:
-            if self.keyword:
-                self.keyword.commit()
+        self._check_model_id()
+        report = self._ingestor().ingest(documents, problems, show_progress)
+        # Only after success: a failed ingest leaves the saved keyword index stale, and the
+        # next run rebuilds it from the store (committing now would hide the first error).
+        self._commit_keyword()
+        return report
 
     def delete(self, doc_ids: Sequence[str]) -> list[str]:
-        """Delete documents; returns the ids that were not in the store."""
-        try:
-            return self._ingestor().delete(doc_ids)
-        finally:
-            if self.keyword:
-                self.keyword.commit()
+        """Delete documents (ids, or paths of ingested files); returns those not in the store."""
+        if not doc_ids:
+            return []
+        catalog = self.backend.documents()
+        ids = [self._catalog_id(d, catalog) for d in doc_ids]
+        missing = set(delete_documents(self.backend, ids, self._listeners()))
+        self._commit_keyword()
+        return [given for given, doc_id in zip(doc_ids, ids, strict=True) if doc_id in missing]
+
+    def _catalog_id(self, given: str, catalog: dict[str, DocRecord]) -> str:
+        """`given` if it is an id, else the id of the file at that path (any spelling)."""
+        if given in catalog:
+            return given
+        return document_id(Path(given), self.settings.doc_root)
+
+    def _commit_keyword(self) -> None:
+        keyword = self.__dict__.get("keyword")
+        if keyword is not None:
+            keyword.commit()
 
     def documents(self) -> list[DocRecord]:
         return sorted(self.backend.documents().values(), key=lambda r: r.doc_id)
@@ -141,24 +231,41 @@ class RagApp:
         local = self.keyword if isinstance(self.keyword, KeywordSync) else None
         return check(self.backend, local, repair)
 
+    def _check_model_id(self) -> None:
+        """A store built with another model is refused before the model is loaded."""
+        embedder = self.__dict__.get("embedder")
+        model_id = embedder.model_id if embedder else embedding_model_id(self.settings)
+        manifest = self.backend.manifest()
+        if manifest is not None and manifest["embed_model"] != model_id:
+            self.backend.check_embedding(model_id, manifest["dimension"])
+
     def _check_embedding(self) -> None:
         if not self._embedding_checked:
+            self._check_model_id()
             self.backend.check_embedding(self.embedder.model_id, self.embedder.dimension)
             self._embedding_checked = True
 
     def retrieve(self, question: str, top_k: int | None = None) -> list[Source]:
         """The sources for a question, best first (no answer)."""
+        check_question(question)
+        check_top_k(top_k)
         self._check_embedding()
         found = self.retriever.search(question, top_k or self.settings.top_k)
         return [_source(number, hit) for number, hit in enumerate(found, start=1)]
 
     def query(self, question: str, top_k: int | None = None) -> Answer:
         """An answer with its numbered sources (`as_query_engine().query`, as an `Answer`)."""
+        _ = self.answerer  # an LLM misconfiguration is reported before the model loads
+        check_question(question)
+        check_top_k(top_k)
         response = self.as_query_engine(similarity_top_k=top_k).query(question)
         return self._answer(question, str(response), response.source_nodes)
 
     def stream_query(self, question: str, top_k: int | None = None) -> tuple[Answer, Iterator[str]]:
         """The sources now and the answer text as it streams (`answer.text` fills in)."""
+        _ = self.answerer  # an LLM misconfiguration is reported before the model loads
+        check_question(question)
+        check_top_k(top_k)
         response = self.as_query_engine(similarity_top_k=top_k, streaming=True).query(question)
         answer = self._answer(question, "", response.source_nodes)
         return answer, _filling(answer, response.response_gen)
@@ -235,8 +342,9 @@ class RagApp:
 
     def close(self) -> None:
         self.backend.close()
-        if self._owns_embedder and self.embedder.cache:
-            self.embedder.cache.close()
+        embedder = self.__dict__.get("embedder")
+        if self._owns_embedder and embedder is not None and embedder.cache:
+            embedder.cache.close()
 
     def __enter__(self) -> RagApp:
         return self
@@ -263,6 +371,22 @@ def _filling(answer: Answer, pieces: Iterator[str]) -> Iterator[str]:
     for piece in pieces:
         answer.text += piece
         yield piece
+
+
+def _under(doc_id: str, prefix: str) -> str | None:
+    """The rest of `doc_id` after the path id `prefix` ("" or "/..."), None if not under it."""
+    if doc_id == prefix:
+        return ""
+    if prefix in ("", ".") and not doc_id.startswith("/"):
+        return "/" + doc_id
+    return doc_id[len(prefix) :] if doc_id.startswith(prefix.rstrip("/") + "/") else None
+
+
+def check_question(question: str) -> None:
+    if not question.strip():
+        raise RagAppError(
+            "The question is empty: ask something, e.g. `rag-app query 'What is X?'`."
+        )
 
 
 def _source(number: int, hit: NodeWithScore) -> Source:

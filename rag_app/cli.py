@@ -15,9 +15,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from rag_app.errors import RagAppError
+from rag_app.wording import plural
 
 EXIT_SKIPPED = 1
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
 
 def _quiet_libraries() -> None:
@@ -30,35 +33,52 @@ def _quiet_libraries() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="rag-app", description="RAG over memory, Chroma or Pinecone (RAG_VECTOR_STORE)."
+        prog="rag-app",
+        description="RAG over memory, Chroma or Pinecone (RAG_VECTOR_STORE).",
+        epilog="Exit codes: 0 ok, 1 some files were skipped or ids not found, 2 a problem to "
+        "fix (one `error:` line), 130 interrupted.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="what to do"
+    )
 
     ingest = commands.add_parser("ingest", help="ingest files, folders or SQuAD JSON")
-    ingest.add_argument("paths", nargs="+", type=Path)
+    ingest.add_argument("paths", nargs="+", type=Path, help="files and folders to ingest")
     ingest.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    ingest.add_argument(
+        "--prune",
+        action="store_true",
+        help="also remove documents under these paths whose files no longer exist",
+    )
 
     for name, text in (("query", "answer with numbered sources"), ("retrieve", "sources only")):
         command = commands.add_parser(name, help=text)
-        command.add_argument("question")
-        command.add_argument("--top-k", type=int, default=None)
-        command.add_argument("--json", action="store_true")
+        command.add_argument("question", help="the question, in quotes")
+        command.add_argument(
+            "--top-k", type=int, default=None, help="how many sources (1-100; RAG_TOP_K)"
+        )
+        command.add_argument("--json", action="store_true", help="print JSON")
 
-    commands.add_parser("chat", help="multi-turn questions (empty line or Ctrl-D ends)")
+    commands.add_parser("chat", help="multi-turn questions (empty line, Ctrl-D or Ctrl-C ends)")
 
     docs = commands.add_parser("docs", help="list, check or delete documents")
-    docs_commands = docs.add_subparsers(dest="docs_command", required=True)
-    docs_list = docs_commands.add_parser("list")
-    docs_list.add_argument("--json", action="store_true")
+    docs_commands = docs.add_subparsers(
+        dest="docs_command", required=True, metavar="ACTION", help="list, check or delete"
+    )
+    docs_list = docs_commands.add_parser("list", help="documents with their chunk counts")
+    docs_list.add_argument("--json", action="store_true", help="print JSON")
     docs_check = docs_commands.add_parser(
         "check", help="compare catalog, store and keyword index (exit 1 on differences)"
     )
     docs_check.add_argument(
         "--repair", action="store_true", help="fix the differences (run while no ingest runs)"
     )
-    docs_delete = docs_commands.add_parser("delete")
-    docs_delete.add_argument("doc_ids", nargs="*")
+    docs_delete = docs_commands.add_parser("delete", help="delete documents by id or path")
+    docs_delete.add_argument(
+        "doc_ids", nargs="*", metavar="ID_OR_PATH", help="document ids or paths of ingested files"
+    )
     docs_delete.add_argument("--all", action="store_true", help="delete the whole collection")
+    docs_delete.add_argument("--yes", action="store_true", help="do not ask before --all")
 
     commands.add_parser("config", help="effective settings, secrets masked")
     commands.add_parser("stores", help="which backends are usable now, and why not")
@@ -88,12 +108,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted; the store is consistent, re-run to finish", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader stopped reading (`rag-app docs list --json | head`): end quietly, as
+        # Unix tools do on SIGPIPE, and keep Python from complaining when it flushes stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(
+            f"error: {exc.strerror or exc}{where}. Check that RAG_DATA_DIR and the files named "
+            "are folders/files you can read and write.",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
 
 
 def _run(args: argparse.Namespace) -> int:
     from rag_app.logs import configure_logging
-    from rag_app.settings import load_settings
+    from rag_app.settings import (
+        check_data_dir,
+        check_store_settings,
+        check_top_k,
+        load_settings,
+    )
 
     settings = load_settings()
     configure_logging(settings)
@@ -103,6 +141,14 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "stores":
         return _stores(settings)
+    check_store_settings(settings)
+    check_top_k(getattr(args, "top_k", None))
+    if args.command in ("query", "retrieve"):
+        from rag_app.app import check_question
+
+        check_question(args.question)
+    if args.command != "docs" or args.docs_command != "list":
+        check_data_dir(settings.data_dir)
     if args.command == "eval":
         return _eval(settings, args)
 
@@ -237,14 +283,35 @@ def _cell(value) -> str:
 
 
 def _ingest(app, args: argparse.Namespace) -> int:
-    report = app.ingest(args.paths, show_progress=not args.no_progress)
+    show_progress = not args.no_progress and sys.stderr.isatty()
+    report = app.ingest(args.paths, show_progress=show_progress, prune=args.prune)
     for problem in report.skipped:
         print(f"skipped {problem.path}: {problem.reason}", file=sys.stderr)
+    for problem in report.ignored:
+        print(f"ignored {problem.path}: {problem.reason}", file=sys.stderr)
     print(report.summary())
+    if report.gone:
+        count = plural(len(report.gone), "document")
+        paths = " ".join(str(p) for p in args.paths)
+        print(
+            f"{count} under these paths no longer exist on disk and stay searchable; "
+            f"remove them with `rag-app ingest --prune {paths}`"
+        )
     return 0 if report.ok else EXIT_SKIPPED
 
 
+def _require_documents(app) -> None:
+    """Questions to an empty or unknown collection get an answer about that, not no sources."""
+    if not app.backend.documents():
+        raise RagAppError(
+            f"The collection {app.settings.collection!r} ({app.backend.location}) has no "
+            "documents: ingest some with `rag-app ingest PATH`, or check RAG_COLLECTION and "
+            "RAG_VECTOR_STORE."
+        )
+
+
 def _query(app, args: argparse.Namespace) -> int:
+    _require_documents(app)
     if args.json:
         print(json.dumps(asdict(app.query(args.question, args.top_k)), ensure_ascii=False))
         return 0
@@ -258,6 +325,7 @@ def _query(app, args: argparse.Namespace) -> int:
 
 
 def _retrieve(app, args: argparse.Namespace) -> int:
+    _require_documents(app)
     sources = app.retrieve(args.question, args.top_k)
     if args.json:
         print(json.dumps([asdict(s) for s in sources], ensure_ascii=False))
@@ -275,18 +343,30 @@ def _print_sources(sources, with_text: bool = False) -> None:
 
 
 def _chat(app, args: argparse.Namespace) -> int:
+    _require_documents(app)
     session = app.chat()
-    print(f"chat ({app.answerer.mode}); an empty line ends it")
-    for line in sys.stdin:
-        question = line.strip()
-        if not question:
-            break
-        answer, pieces = session.ask(question)
-        for piece in pieces:
-            print(piece, end="", flush=True)
-        print()
-        _print_sources(answer.sources)
+    if sys.stdin.isatty():
+        import readline  # noqa: F401 - importing it gives input() line editing and history
+    print(f"chat ({app.answerer.mode}); an empty line or Ctrl-D ends it")
+    try:
+        while question := _read_question():
+            answer, pieces = session.ask(question)
+            for piece in pieces:
+                print(piece, end="", flush=True)
+            print()
+            _print_sources(answer.sources)
+    except KeyboardInterrupt:
+        print("\nchat ended (Ctrl-C); nothing was changed", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
+
+
+def _read_question() -> str:
+    try:
+        return input("question> ").strip()
+    except EOFError:
+        print()
+        return ""
 
 
 def _docs(app, args: argparse.Namespace) -> int:
@@ -300,64 +380,66 @@ def _docs(app, args: argparse.Namespace) -> int:
             print(json.dumps([asdict(r) for r in records], ensure_ascii=False))
         for r in [] if args.json else records:
             state = "" if r.complete else "  (incomplete: re-run the ingest)"
-            print(f"{r.doc_id}\t{r.n_chunks} chunks{state}")
+            print(f"{r.doc_id}\t{plural(r.n_chunks, 'chunk')}{state}")
         return 0
     if args.all:
-        app.backend.drop()
-        print(f"deleted the whole collection at {app.backend.location}")
-        return 0
+        return _delete_all(app, args.yes)
     if not args.doc_ids:
         raise RagAppError("docs delete needs document ids (see `rag-app docs list`) or --all")
     missing = app.delete(args.doc_ids)
     for doc_id in missing:
         print(f"not found: {doc_id}", file=sys.stderr)
-    print(f"deleted {len(args.doc_ids) - len(missing)} document(s)")
+    print(f"deleted {plural(len(args.doc_ids) - len(missing), 'document')}")
     return 1 if missing else 0
 
 
 def _add_eval_commands(commands) -> None:
     evaluate = commands.add_parser("eval", help="evaluate retrieval or answers (run records)")
-    eval_kinds = evaluate.add_subparsers(dest="eval_kind", required=True)
+    eval_kinds = evaluate.add_subparsers(
+        dest="eval_kind", required=True, metavar="KIND", help="what to evaluate"
+    )
     squad = eval_kinds.add_parser("squad", help="SQuAD-format QA: hit@k of answer spans")
-    squad.add_argument("path", type=Path)
-    squad.add_argument("--limit", type=int, default=None)
-    squad.add_argument("--seed", type=int, default=0)
-    squad.add_argument("--top-k", type=int, default=10)
+    squad.add_argument("path", type=Path, help="SQuAD-format JSON file")
+    squad.add_argument("--limit", type=int, default=None, help="at most N questions")
+    squad.add_argument("--seed", type=int, default=0, help="seed of the question sample")
+    squad.add_argument("--top-k", type=int, default=10, help="hits counted up to rank k")
     pairs = eval_kinds.add_parser(
         "pairs", help="sentence pairs (KLUE STS JSON): sentence1 retrieves its sentence2"
     )
-    pairs.add_argument("path", type=Path)
-    pairs.add_argument("--min-label", type=float, default=4.0)
-    pairs.add_argument("--top-k", type=int, default=10)
+    pairs.add_argument("path", type=Path, help="KLUE STS JSON file")
+    pairs.add_argument(
+        "--min-label", type=float, default=4.0, help="keep pairs labelled at least this similar"
+    )
+    pairs.add_argument("--top-k", type=int, default=10, help="hits counted up to rank k")
     answers = eval_kinds.add_parser(
         "answers",
         help="answer quality: EM/F1, BLEU, chrF, ROUGE, similarity, perplexity, LLM judge",
     )
     answers.add_argument("path", type=Path, help="SQuAD-format .json or .jsonl questions")
-    answers.add_argument("--limit", type=int, default=None)
-    answers.add_argument("--seed", type=int, default=0)
+    answers.add_argument("--limit", type=int, default=None, help="at most N questions")
+    answers.add_argument("--seed", type=int, default=0, help="seed of the question sample")
     compare = eval_kinds.add_parser(
         "compare", help="judge two answer runs question by question (both orders)"
     )
     compare.add_argument("run_a", help="run id, id prefix or record path")
-    compare.add_argument("run_b")
+    compare.add_argument("run_b", help="the other run (id, id prefix or record path)")
     for command in (answers, compare):
         command.add_argument("--judge", help="openai:<model> (default: RAG_JUDGE)")
         command.add_argument("--concurrency", type=int, default=16, help="judge calls in flight")
     for command in (squad, pairs, answers, compare):
-        command.add_argument("--json", action="store_true")
+        command.add_argument("--json", action="store_true", help="print JSON")
     for command in (squad, pairs, answers):
         command.add_argument(
             "--wandb", action="store_true", help="also log the run to Weights & Biases"
         )
     runs = eval_kinds.add_parser("runs", help="list run records; `runs diff A B` compares two")
-    runs.add_argument("--json", action="store_true")
-    diff = runs.add_subparsers(dest="runs_command").add_parser(
+    runs.add_argument("--json", action="store_true", help="print JSON")
+    diff = runs.add_subparsers(dest="runs_command", help="compare two runs").add_parser(
         "diff", help="metrics side by side and per-question changes"
     )
-    diff.add_argument("a")
-    diff.add_argument("b")
-    diff.add_argument("--json", action="store_true")
+    diff.add_argument("a", help="first run (id, id prefix or record path)")
+    diff.add_argument("b", help="second run")
+    diff.add_argument("--json", action="store_true", help="print JSON")
 
 
 EVAL_COMMANDS = {
@@ -367,6 +449,22 @@ EVAL_COMMANDS = {
     "compare": _eval_compare,
     "runs": _eval_runs,
 }
+
+
+def _delete_all(app, confirmed: bool) -> int:
+    what = (
+        f"the whole collection {app.settings.collection!r} at {app.backend.location} "
+        f"({plural(len(app.backend.documents()), 'document')})"
+    )
+    if not confirmed:
+        if not sys.stdin.isatty():
+            raise RagAppError(f"docs delete --all would delete {what}; pass --yes to confirm.")
+        if input(f"Delete {what}? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 0
+    app.backend.drop()
+    print(f"deleted {what}")
+    return 0
 
 
 COMMANDS = {

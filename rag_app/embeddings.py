@@ -15,6 +15,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -29,27 +30,40 @@ OPENAI_DEFAULT_CHUNK_TOKENS = 512
 
 
 class EmbeddingCache:
-    """(model id, text hash) -> float32 vector, in SQLite so several processes can share it."""
+    """(model id, text hash) -> float32 vector, in SQLite so several processes can share it.
+
+    The database is created on the first write, so a run that embeds nothing leaves no file.
+    """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS embeddings ("
-            "model TEXT NOT NULL, text_hash BLOB NOT NULL, vector BLOB NOT NULL, "
-            "PRIMARY KEY (model, text_hash))"
-        )
-        self._db.commit()
+        self._connection: sqlite3.Connection | None = None
+
+    def _db_for(self, create: bool) -> sqlite3.Connection | None:
+        if self._connection is None and (create or self.path.exists()):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS embeddings ("
+                "model TEXT NOT NULL, text_hash BLOB NOT NULL, vector BLOB NOT NULL, "
+                "PRIMARY KEY (model, text_hash))"
+            )
+            db.commit()
+            self._connection = db
+        return self._connection
 
     def get_many(self, model: str, hashes: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         found: dict[bytes, np.ndarray] = {}
         with self._lock:
+            db = self._db_for(create=False)
+            if db is None:
+                return found
             for start in range(0, len(hashes), 500):
                 part = list(hashes[start : start + 500])
                 marks = ",".join("?" * len(part))
-                rows = self._db.execute(
+                rows = db.execute(
                     f"SELECT text_hash, vector FROM embeddings WHERE model = ? "
                     f"AND text_hash IN ({marks})",
                     [model, *part],
@@ -59,14 +73,18 @@ class EmbeddingCache:
 
     def put_many(self, model: str, items: Sequence[tuple[bytes, np.ndarray]]) -> None:
         with self._lock:
-            self._db.executemany(
+            db = self._db_for(create=True)
+            assert db is not None
+            db.executemany(
                 "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
                 [(model, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items],
             )
-            self._db.commit()
+            db.commit()
 
     def close(self) -> None:
-        self._db.close()
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
 
 def text_hash(text: str) -> bytes:
@@ -83,8 +101,11 @@ class Embedder:
         max_tokens: int,
         tokenize: Callable[[str], list],
         cache: EmbeddingCache | None = None,
+        guard: Callable[[str], AbstractContextManager[None]] = lambda what: nullcontext(),
     ) -> None:
         self.model = model
+        #: Wraps every model call; remote models turn their failures into one-line errors.
+        self.guard = guard
         self.model_id = model_id
         self.max_tokens = max_tokens
         self.tokenize = tokenize
@@ -96,7 +117,8 @@ class Embedder:
     def dimension(self) -> int:
         """Probed once with a real call: the only answer that is right for every provider."""
         if self._dimension is None:
-            self._dimension = len(self.model.get_query_embedding("dimension probe"))
+            with self.guard("probing the embedding dimension"):
+                self._dimension = len(self.model.get_query_embedding("dimension probe"))
         return self._dimension
 
     def embed_texts(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
@@ -108,9 +130,10 @@ class Embedder:
             # Longest first: each model batch then holds texts of similar length, so little
             # padding is computed (sentence-transformers sorts only within one batch).
             order = sorted(todo, key=lambda h: len(todo[h]), reverse=True)
-            vectors = self.model.get_text_embedding_batch(
-                [todo[h] for h in order], show_progress=show_progress
-            )
+            with self.guard(f"embedding {len(order)} texts"):
+                vectors = self.model.get_text_embedding_batch(
+                    [todo[h] for h in order], show_progress=show_progress
+                )
             fresh = [(h, np.asarray(v, np.float32)) for h, v in zip(order, vectors, strict=True)]
             self.texts_embedded += len(fresh)
             if self.cache:
@@ -121,7 +144,23 @@ class Embedder:
         return np.stack([cached[h] for h in hashes])
 
     def embed_query(self, text: str) -> list[float]:
-        return self.model.get_query_embedding(text)
+        with self.guard("embedding the question"):
+            return self.model.get_query_embedding(text)
+
+
+def embedding_model_id(settings: Settings) -> str:
+    """The id a store records for RAG_EMBED_MODEL, known without loading the model."""
+    spec = settings.embed_model
+    return f"local:{LOCAL_MODEL_NAME}" if spec == "local" else spec
+
+
+def check_embedder_settings(settings: Settings) -> None:
+    """Configuration errors of RAG_EMBED_MODEL that need no model loaded to be found."""
+    if settings.embed_model.startswith("openai:") and settings.openai_api_key is None:
+        raise ConfigError(
+            f"RAG_EMBED_MODEL={settings.embed_model!r} needs OPENAI_API_KEY "
+            "(set it in the environment or .env, or use RAG_EMBED_MODEL=local)."
+        )
 
 
 def build_embedder(settings: Settings, cache: bool = True) -> Embedder:
@@ -131,8 +170,7 @@ def build_embedder(settings: Settings, cache: bool = True) -> Embedder:
         embedder = _openai_embedder(settings, spec.removeprefix("openai:"))
     else:
         path = _local_model_path() if spec == "local" else spec.removeprefix("hf:")
-        model_id = f"local:{LOCAL_MODEL_NAME}" if spec == "local" else spec
-        embedder = _sentence_transformer_embedder(settings, path, model_id)
+        embedder = _sentence_transformer_embedder(settings, path, embedding_model_id(settings))
     if cache:
         embedder.cache = EmbeddingCache(settings.data_dir / "embedding_cache.sqlite")
     return embedder
@@ -172,20 +210,26 @@ def _openai_embedder(settings: Settings, model_name: str) -> Embedder:
     from llama_index.core.utils import get_tokenizer
     from llama_index.embeddings.openai import OpenAIEmbedding
 
-    if settings.openai_api_key is None:
-        raise ConfigError(
-            f"RAG_EMBED_MODEL={settings.embed_model!r} needs OPENAI_API_KEY "
-            "(set it in the environment or .env, or use RAG_EMBED_MODEL=local)."
-        )
+    from rag_app.openai_client import http_client, openai_errors
+
+    check_embedder_settings(settings)
+    assert settings.openai_api_key is not None
     model = OpenAIEmbedding(
         model_name=model_name,
         api_key=settings.openai_api_key.get_secret_value(),
         api_base=settings.openai_base_url,
         embed_batch_size=settings.embed_batch_size,
-        max_retries=5,
-        timeout=60.0,
+        max_retries=0,
+        timeout=settings.openai_timeout,
+        http_client=http_client(settings),
     )
-    return Embedder(model, f"openai:{model_name}", OPENAI_DEFAULT_CHUNK_TOKENS, get_tokenizer())
+    return Embedder(
+        model,
+        f"openai:{model_name}",
+        OPENAI_DEFAULT_CHUNK_TOKENS,
+        get_tokenizer(),
+        guard=lambda what: openai_errors(what, settings),
+    )
 
 
 class CachedEmbedding(BaseEmbedding):

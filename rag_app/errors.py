@@ -11,3 +11,7 @@ class ConfigError(RagAppError):
 
 class EmbeddingMismatchError(RagAppError):
     """The store was built with another embedding model or dimension."""
+
+
+class RemoteServiceError(RagAppError):
+    """A server rag-app depends on (OpenAI-compatible, Pinecone, Chroma) failed or refused."""

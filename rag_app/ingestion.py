@@ -37,6 +37,7 @@ from rag_app.chunking import SEARCHED_METADATA, Chunker
 from rag_app.embeddings import Embedder
 from rag_app.loaders import LoadProblem
 from rag_app.stores.base import Backend, DocRecord, chunk_ids
+from rag_app.wording import plural
 
 #: Pinecone's metadata limit per record; enforced for every backend so they all behave alike.
 MAX_RECORD_METADATA_BYTES = 40 * 1024
@@ -69,17 +70,24 @@ class IngestReport:
     chunks_deleted: int = 0
     texts_embedded: int = 0
     seconds: float = 0.0
+    #: Files inside ingested folders that were not ingested, and why (not failures).
+    ignored: list[LoadProblem] = field(default_factory=list)
+    #: Documents under the ingested paths whose files are gone: removed (`prune`) or kept.
+    pruned: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.skipped
 
     def summary(self) -> str:
+        pruned = f", {len(self.pruned)} pruned" if self.pruned else ""
+        ignored = f", {len(self.ignored)} ignored" if self.ignored else ""
         return (
             f"{len(self.added)} added, {len(self.replaced)} replaced, "
-            f"{len(self.unchanged)} unchanged, {len(self.skipped)} skipped; "
-            f"{self.chunks_written} chunks written, {self.texts_embedded} texts embedded "
-            f"in {self.seconds:.1f} s"
+            f"{len(self.unchanged)} unchanged{pruned}, {len(self.skipped)} skipped{ignored}; "
+            f"{plural(self.chunks_written, 'chunk')} written, "
+            f"{plural(self.texts_embedded, 'text')} embedded in {self.seconds:.1f} s"
         )
 
 
@@ -253,16 +261,23 @@ class Ingestor:
 
     def delete(self, doc_ids: Sequence[str]) -> list[str]:
         """Delete documents and their chunks; returns the ids that were not found."""
-        catalog = self.backend.documents()
-        missing = [d for d in doc_ids if d not in catalog]
-        found = [catalog[d] for d in doc_ids if d in catalog]
-        ids = [i for record in found for i in record.chunk_ids()]
-        self.backend.delete_chunks(ids)
-        self.backend.flush()
-        for listener in self.listeners:
-            listener.chunks_deleted(ids)
-        self.backend.remove_documents(r.doc_id for r in found)
-        return missing
+        return delete_documents(self.backend, doc_ids, self.listeners)
+
+
+def delete_documents(
+    backend: Backend, doc_ids: Sequence[str], listeners: Sequence[ChangeListener] = ()
+) -> list[str]:
+    """Delete documents and their chunks (no model needed); returns the ids not found."""
+    catalog = backend.documents()
+    missing = [d for d in doc_ids if d not in catalog]
+    found = [catalog[d] for d in doc_ids if d in catalog]
+    ids = [i for record in found for i in record.chunk_ids()]
+    backend.delete_chunks(ids)
+    backend.flush()
+    for listener in listeners:
+        listener.chunks_deleted(ids)
+    backend.remove_documents(r.doc_id for r in found)
+    return missing
 
 
 def searched_text(node: BaseNode) -> str:

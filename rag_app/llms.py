@@ -326,18 +326,22 @@ class OpenAIAnswerer(Answerer):
     def __init__(self, settings: Settings, model: str) -> None:
         from llama_index.llms.openai import OpenAI
 
+        from rag_app.openai_client import http_client
+
         if settings.openai_api_key is None:
             raise ConfigError(
                 f"RAG_LLM=openai:{model} needs OPENAI_API_KEY (set it in the environment or "
                 ".env), or set RAG_LLM=extractive to answer without an LLM."
             )
         self.mode = f"openai:{model}"
+        self.settings = settings
         self.llm = OpenAI(
             model=model,
             api_key=settings.openai_api_key.get_secret_value(),
             api_base=settings.openai_base_url,
-            max_retries=5,
-            timeout=120.0,
+            max_retries=0,
+            timeout=settings.openai_timeout,
+            http_client=http_client(settings),
             temperature=0.0,
         )
 
@@ -356,7 +360,10 @@ class OpenAIAnswerer(Answerer):
         The chosen tokens' log-probabilities are read from the raw response: LlamaIndex's
         `ChatResponse.logprobs` keeps only the top alternatives, not the sampled token.
         """
-        response = self.llm.chat(_messages(question, sources, history), logprobs=True)
+        from rag_app.openai_client import openai_errors
+
+        with openai_errors(f"answering with {self.mode}", self.settings):
+            response = self.llm.chat(_messages(question, sources, history), logprobs=True)
         text = response.message.content or ""
         choice_logprobs = getattr(response.raw.choices[0], "logprobs", None)
         content = getattr(choice_logprobs, "content", None) or []

@@ -1,14 +1,17 @@
 """Turn files, folders, SQuAD-format JSON and Python objects into LlamaIndex Documents.
 
-Every file becomes exactly one Document whose id is stable (its path relative to the working
-directory, or absolute outside it), so re-ingesting the same file updates the same document.
-A file that cannot be read is reported with its reason (`LoadProblem`) instead of stopping the
-whole ingest. SQuAD, XQuAD and KorQuAD files become one Document per article; the article's
+Every file becomes exactly one Document whose id is stable whatever the working directory and
+however the path is spelled (`document_id`), so re-ingesting the same file updates the same
+document, also from another machine with the same folder layout. A file that cannot be read is
+reported with its reason (`LoadProblem`) instead of stopping the whole ingest; files a folder
+holds but that cannot be ingested (unsupported types, symlink loops) are reported as ignored.
+SQuAD, XQuAD and KorQuAD files become one Document per article; the article's
 paragraph offsets are kept so the eval can map answer spans to chunks.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -32,6 +35,8 @@ class LoadProblem:
 
     path: str
     reason: str
+    #: Reported but not a failure (an unsupported file inside an ingested folder).
+    ignored: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,8 +51,25 @@ def supported_suffixes() -> set[str]:
     return TEXT_SUFFIXES | set(READERS_BY_SUFFIX) | HTML_SUFFIXES | {".json"}
 
 
-def document_id(path: Path) -> str:
-    """Path relative to the working directory when inside it, else absolute (POSIX form)."""
+def document_id(path: Path, root: Path | None = None) -> str:
+    """The id of the file at `path` (README, "Document ids"), in POSIX form.
+
+    Relative to `root` (RAG_DOC_ROOT) when the file is inside it; else `<work tree folder
+    name>/<path inside it>` when the file is inside a git work tree; else the absolute path.
+    Paths are normalised lexically (no symlink is resolved), so `./x`, `x` and `/abs/x` agree
+    and a team's clones with the same layout give the same ids.
+    """
+    absolute = _absolute(path)
+    if root is not None and absolute.is_relative_to(_absolute(root)):
+        return absolute.relative_to(_absolute(root)).as_posix()
+    tree = git_work_tree(absolute if absolute.is_dir() else absolute.parent)
+    if tree is not None:
+        return absolute.relative_to(tree.parent).as_posix()
+    return absolute.as_posix()
+
+
+def legacy_document_id(path: Path) -> str:
+    """The id rule before 0.2: relative to the working directory inside it, else absolute."""
     resolved = path.resolve()
     try:
         return resolved.relative_to(Path.cwd().resolve()).as_posix()
@@ -55,25 +77,76 @@ def document_id(path: Path) -> str:
         return resolved.as_posix()
 
 
-def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files named directly, and supported files inside folders (sorted, hidden ones skipped)."""
+def _absolute(path: Path) -> Path:
+    return Path(os.path.normpath(os.path.abspath(path)))
+
+
+@functools.lru_cache(maxsize=4096)
+def git_work_tree(folder: Path) -> Path | None:
+    """The nearest folder at or above `folder` holding `.git` (a work tree or a worktree)."""
+    for candidate in (folder, *folder.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return None
+
+
+def collect_files(paths: Iterable[Path]) -> tuple[list[Path], list[LoadProblem]]:
+    """Files named directly and supported files inside folders, each once, in order.
+
+    Hidden files and folders are skipped silently; unreadable subfolders are problems; symlink
+    loops and unsupported files inside a folder are reported as ignored.
+    """
+    files: dict[Path, Path] = {}
+    problems: list[LoadProblem] = []
     for path in paths:
         if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                hidden = any(part.startswith(".") for part in child.relative_to(path).parts)
-                if child.is_file() and not hidden and child.suffix.lower() in supported_suffixes():
-                    yield child
+            for child in _walk(path, problems):
+                files.setdefault(_absolute(child), child)
         else:
-            yield path
+            files.setdefault(_absolute(path), path)
+    return list(files.values()), problems
 
 
-def load_paths(paths: Iterable[Path]) -> tuple[list[Document], list[LoadProblem]]:
-    """Documents from files and folders, plus the files that could not be read."""
+def _walk(folder: Path, problems: list[LoadProblem]) -> Iterator[Path]:
+    def unreadable(error: OSError) -> None:
+        problems.append(
+            LoadProblem(
+                str(error.filename),
+                f"cannot read this folder ({error.strerror}); fix its permissions",
+            )
+        )
+
+    seen: set[str] = set()
+    for current, folders, names in os.walk(folder, onerror=unreadable, followlinks=True):
+        real = os.path.realpath(current)
+        if real in seen:
+            reason = "symlink to a folder already read (a loop or a second link); not read again"
+            problems.append(LoadProblem(current, reason, ignored=True))
+            folders.clear()
+            continue
+        seen.add(real)
+        folders[:] = sorted(f for f in folders if not f.startswith("."))
+        for name in sorted(n for n in names if not n.startswith(".")):
+            child = Path(current, name)
+            if not child.exists():
+                problems.append(LoadProblem(str(child), "broken symlink: its target is missing"))
+            elif child.suffix.lower() in supported_suffixes():
+                yield child
+            else:
+                problems.append(
+                    LoadProblem(str(child), _unsupported(child.suffix.lower()), ignored=True)
+                )
+
+
+def load_paths(
+    paths: Iterable[Path], root: Path | None = None
+) -> tuple[list[Document], list[LoadProblem]]:
+    """Documents from files and folders, plus the files that could not be read or were ignored."""
+    files, problems = collect_files(paths)
     documents: list[Document] = []
-    problems: list[LoadProblem] = []
-    for path in iter_files(paths):
+    for path in files:
         try:
-            documents.extend(load_file(path))
+            documents.extend(load_file(path, root))
         except LoadError as exc:
             problems.append(LoadProblem(str(path), str(exc)))
     return documents, problems
@@ -83,7 +156,7 @@ class LoadError(RagAppError):
     """Why one file cannot be read."""
 
 
-def load_file(path: Path) -> list[Document]:
+def load_file(path: Path, root: Path | None = None) -> list[Document]:
     if not path.exists():
         raise LoadError("no such file or folder")
     suffix = path.suffix.lower()
@@ -95,16 +168,27 @@ def load_file(path: Path) -> list[Document]:
     except LoadError:
         raise
     except Exception as exc:  # every reader fails differently on a corrupt file
-        raise LoadError(f"cannot read {suffix} file: {type(exc).__name__}: {exc}") from None
+        cause = _unwrap(exc)
+        raise LoadError(f"cannot read {suffix} file: {type(cause).__name__}: {cause}") from None
     if not text.strip():
         raise LoadError("empty: no text found")
+    doc_id = document_id(path, root)
     return [
         Document(
-            id_=document_id(path),
+            id_=doc_id,
             text=text,
-            metadata={"source": str(path), "title": path.stem, "file_type": suffix.lstrip(".")},
+            metadata={"source": doc_id, "title": path.stem, "file_type": suffix.lstrip(".")},
         )
     ]
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The reader's own error: LlamaIndex's PDF reader retries and wraps it in a RetryError."""
+    from tenacity import RetryError
+
+    if isinstance(exc, RetryError) and exc.last_attempt.exception() is not None:
+        return exc.last_attempt.exception()
+    return exc
 
 
 def _reader_for(suffix: str) -> Callable[[Path], str]:
@@ -114,9 +198,12 @@ def _reader_for(suffix: str) -> Callable[[Path], str]:
         return _read_html
     if suffix in READERS_BY_SUFFIX:
         return _llama_reader(READERS_BY_SUFFIX[suffix])
-    raise LoadError(
-        f"unsupported file type {suffix or '(none)'}; supported: "
-        + ", ".join(sorted(supported_suffixes()))
+    raise LoadError(_unsupported(suffix))
+
+
+def _unsupported(suffix: str) -> str:
+    return f"unsupported file type {suffix or '(none)'}; supported: " + ", ".join(
+        sorted(supported_suffixes())
     )
 
 
@@ -129,8 +216,16 @@ def _read_text(path: Path) -> str:
     except UnicodeDecodeError as exc:
         raise LoadError(
             f"not valid UTF-8 (byte {exc.start}); convert it, e.g. "
-            f"`iconv -f cp949 -t utf-8 {path.name}` for Korean legacy encodings"
+            f"`iconv -f {_guess_encoding(data)} -t utf-8 {path.name}`"
         ) from None
+
+
+def _guess_encoding(data: bytes) -> str:
+    """The legacy encoding the bytes most likely use, for the conversion hint."""
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    return best.encoding if best is not None else "latin-1"
 
 
 def _read_html(path: Path) -> str:

@@ -76,9 +76,13 @@ class KeywordSync:
         self._written: set[str] = set()
         self._deleted: set[str] = set()
         self._seen: tuple[int, int, int] | None = None
+        catalog = self.backend.documents()
+        if not catalog and not self._path.exists():
+            self._load()  # an empty store needs no files: a run that fails writes none
+            return
         with locked(self._lock):
             self._load()
-            if self._reconcile(self.backend.documents()) or self._seen is None:
+            if self._reconcile(catalog) or self._seen is None:
                 self._save()
 
     @property

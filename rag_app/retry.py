@@ -29,7 +29,7 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    stop_after_delay,
+    stop_before_delay,
     wait_exponential_jitter,
 )
 
@@ -50,7 +50,9 @@ class RetryPolicy:
     """How long to keep trying: at most `attempts` calls and about `max_seconds` in total."""
 
     attempts: int = 6
-    max_seconds: float = 30.0
+    #: No retry starts after this (a last attempt may still run its own timeout): an unreachable
+    #: server is reported within about this plus one connect timeout (RAG_RETRY_SECONDS).
+    max_seconds: float = 10.0
     #: First wait; each later wait doubles, up to `max_wait`, plus up to `jitter` seconds.
     initial_wait: float = 0.5
     max_wait: float = 8.0
@@ -70,6 +72,12 @@ class TransientStatusError(Exception):
 
 class RetriesExhaustedError(RagAppError):
     """A transient failure lasted through every attempt the policy allows."""
+
+    def __init__(self, message: str, what: str, attempts: int, last: BaseException | None) -> None:
+        super().__init__(message)
+        self.what = what
+        self.attempts = attempts
+        self.last = last
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -93,7 +101,7 @@ def call_with_retries(call: Callable[[], T], what: str, policy: RetryPolicy = DE
     """
     retrying = Retrying(
         retry=retry_if_exception(is_transient),
-        stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_seconds),
+        stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.max_seconds),
         wait=wait_exponential_jitter(
             multiplier=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter
         ),
@@ -107,7 +115,10 @@ def call_with_retries(call: Callable[[], T], what: str, policy: RetryPolicy = DE
         raise RetriesExhaustedError(
             f"{what} failed {state.attempt_number} times (transient errors, retried for "
             f"up to {policy.max_seconds:.0f} s); last error: {last}. Check that the server is "
-            "running and reachable, then run the same command again: it resumes safely."
+            "running and reachable, then run the same command again: it resumes safely.",
+            what,
+            state.attempt_number,
+            last,
         ) from last
 
 
@@ -149,14 +160,26 @@ class RetryingTransport(httpx.BaseTransport):
     """An httpx transport that retries transient failures of the transport it wraps."""
 
     def __init__(
-        self, inner: httpx.BaseTransport, name: str, policy: RetryPolicy = DEFAULT_POLICY
+        self,
+        inner: httpx.BaseTransport,
+        name: str,
+        policy: RetryPolicy = DEFAULT_POLICY,
+        connect_timeout: float | None = None,
     ) -> None:
         self.inner = inner
         self.name = name
         self.policy = policy
+        #: Caps the connect phase of every request, whatever timeout the caller sets (the
+        #: OpenAI client applies its one `timeout` to connecting too).
+        self.connect_timeout = connect_timeout
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         what = f"{self.name}: {request.method} {request.url.path}"
+        if self.connect_timeout is not None:
+            timeout = dict(request.extensions.get("timeout") or {})
+            connect = timeout.get("connect")
+            timeout["connect"] = min(connect or self.connect_timeout, self.connect_timeout)
+            request.extensions = {**request.extensions, "timeout": timeout}
         return call_with_retries(lambda: self._send(request, what), what, self.policy)
 
     def _send(self, request: httpx.Request, what: str) -> httpx.Response:
@@ -171,20 +194,28 @@ class RetryingTransport(httpx.BaseTransport):
         self.inner.close()
 
 
-def install_retries(session: httpx.Client, name: str, policy: RetryPolicy = DEFAULT_POLICY) -> None:
+def install_retries(
+    session: httpx.Client,
+    name: str,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    connect_timeout: float | None = None,
+) -> None:
     """Route every request of `session` (proxies included) through one `RetryingTransport`.
 
     Idempotent: clients that share a session (chromadb caches one per server) are wrapped once,
     and the latest `name` and `policy` apply.
     """
-    session._transport = _retrying(session._transport, name, policy)
+    session._transport = _retrying(session._transport, name, policy, connect_timeout)
     for pattern, transport in list(session._mounts.items()):
         if transport is not None:
-            session._mounts[pattern] = _retrying(transport, name, policy)
+            session._mounts[pattern] = _retrying(transport, name, policy, connect_timeout)
 
 
-def _retrying(transport: httpx.BaseTransport, name: str, policy: RetryPolicy) -> RetryingTransport:
+def _retrying(
+    transport: httpx.BaseTransport, name: str, policy: RetryPolicy, connect_timeout: float | None
+) -> RetryingTransport:
     if isinstance(transport, RetryingTransport):
         transport.name, transport.policy = name, policy
+        transport.connect_timeout = connect_timeout
         return transport
-    return RetryingTransport(transport, name, policy)
+    return RetryingTransport(transport, name, policy, connect_timeout)

@@ -7,6 +7,7 @@ so every field carries its variable name as an alias. A bad value is reported as
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +40,7 @@ class Settings(BaseSettings):
 
     vector_store: VectorStoreName = _env("RAG_VECTOR_STORE", "memory")
     data_dir: Path = _env("RAG_DATA_DIR", Path(".rag_data"))
+    doc_root: Path | None = _env("RAG_DOC_ROOT", None)
     collection: str = _env("RAG_COLLECTION", "rag_app", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,44}$")
     embed_model: str = _env("RAG_EMBED_MODEL", "local")
     embed_batch_size: int = _env("RAG_EMBED_BATCH_SIZE", 64, ge=1, le=2048)
@@ -69,6 +71,8 @@ class Settings(BaseSettings):
 
     openai_api_key: SecretStr | None = _env("OPENAI_API_KEY", None)
     openai_base_url: str | None = _env("OPENAI_BASE_URL", None)
+    openai_timeout: float = _env("RAG_OPENAI_TIMEOUT", 60.0, gt=0, le=600)
+    retry_seconds: float = _env("RAG_RETRY_SECONDS", 10.0, gt=0, le=600)
 
     judge: str | None = _env("RAG_JUDGE", None)
     judge_timeout: float = _env("RAG_JUDGE_TIMEOUT", 60.0, gt=0, le=3600)
@@ -123,6 +127,45 @@ class Settings(BaseSettings):
                 shown_value = "" if value is None else str(value)
             shown[env_name(field)] = shown_value
         return shown
+
+
+def check_store_settings(settings: Settings) -> None:
+    """Store configuration errors found from the settings alone (before any slow import)."""
+    if settings.vector_store == "pinecone" and not (
+        settings.pinecone_api_key or settings.pinecone_host
+    ):
+        raise ConfigError(
+            "RAG_VECTOR_STORE=pinecone needs PINECONE_API_KEY (Pinecone serverless), or "
+            "PINECONE_HOST pointing at a local server started with "
+            "`rag-app pinecone-local --port 5080` (PINECONE_HOST=http://127.0.0.1:5080)."
+        )
+
+
+def check_data_dir(data_dir: Path) -> None:
+    """Refuse a RAG_DATA_DIR that is a file or cannot be written, before anything runs."""
+    existing = data_dir.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(
+            f"RAG_DATA_DIR={data_dir} cannot be used: {existing} is a file, not a folder. Point "
+            "RAG_DATA_DIR at a folder (it is created if missing)."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"RAG_DATA_DIR={data_dir} cannot be used: {existing} is not writable. Point "
+            "RAG_DATA_DIR at a folder you can write, or fix its permissions."
+        )
+
+
+def check_top_k(top_k: int | None) -> None:
+    """A per-call top-k must fit the range RAG_TOP_K accepts."""
+    field = Settings.model_fields["top_k"]
+    low, high = (next(getattr(m, a) for m in field.metadata if hasattr(m, a)) for a in ("ge", "le"))
+    if top_k is not None and not low <= top_k <= high:
+        raise ConfigError(
+            f"top-k {top_k} is out of range: give {low} to {high} (as for RAG_TOP_K)."
+        )
 
 
 def _has_payload(value: str, prefixes: tuple[str, ...]) -> bool:

@@ -22,12 +22,18 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from functools import cached_property
 from typing import Any
 
 import chromadb
 import httpx
-from llama_index.core.schema import BaseNode, MetadataMode, TextNode
-from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryResult
+from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, TextNode
+from llama_index.core.vector_stores.types import (
+    MetadataFilters,
+    VectorStoreQuery,
+    VectorStoreQueryResult,
+)
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 from llama_index.vector_stores.chroma import ChromaVectorStore
 from llama_index.vector_stores.chroma.base import _to_chroma_filter
@@ -94,14 +100,50 @@ class ChromaBackend(Backend):
 
     def __init__(self, settings: Settings, collection: str) -> None:
         self.settings = settings
-        self.client = _client(settings)
         self.location = _location(settings)
         self.collection_name = collection
-        self.collection = self._open_collection(collection)
-        self.catalog = self.client.get_or_create_collection(
-            collection + CATALOG_SUFFIX, embedding_function=None
+        if settings.chroma_host:
+            self.client  # noqa: B018 - connect now: an unreachable server is reported at once
+
+    # Collections (and the embedded client's files) are created on the first write, so reading
+    # an unknown collection, or a run that fails before writing, creates nothing.
+
+    @cached_property
+    def client(self) -> Any:
+        return _client(self.settings)
+
+    @cached_property
+    def collection(self) -> Any:
+        return self._open_collection(self.collection_name)
+
+    @cached_property
+    def catalog(self) -> Any:
+        return self.client.get_or_create_collection(
+            self.collection_name + CATALOG_SUFFIX, embedding_function=None
         )
-        self.vector_store = FixedChromaVectorStore(chroma_collection=self.collection)
+
+    @cached_property
+    def vector_store(self) -> FixedChromaVectorStore:  # type: ignore[override]
+        return FixedChromaVectorStore(chroma_collection=self.collection)
+
+    def _exists(self, attribute: str, name: str) -> bool:
+        """Whether a collection exists, without creating it (or the embedded store's files)."""
+        if attribute in self.__dict__:
+            return True
+        if not self.settings.chroma_host and not self.settings.resolved_chroma_path.exists():
+            return False
+        return name in {c if isinstance(c, str) else c.name for c in self.client.list_collections()}
+
+    def _has_chunks(self) -> bool:
+        return self._exists("collection", self.collection_name)
+
+    def _has_catalog(self) -> bool:
+        return self._exists("catalog", self.collection_name + CATALOG_SUFFIX)
+
+    def query(
+        self, embedding: Sequence[float], top_k: int, filters: MetadataFilters | None = None
+    ) -> list[NodeWithScore]:
+        return super().query(embedding, top_k, filters) if self._has_chunks() else []
 
     @classmethod
     def open(cls, settings: Settings, collection: str, dimension: Callable[[], int]) -> Backend:
@@ -156,11 +198,15 @@ class ChromaBackend(Backend):
         self.vector_store.add(list(nodes))
 
     def delete_chunks(self, ids: Sequence[str]) -> None:
+        if not ids or not self._has_chunks():
+            return
         for part in batched(list(ids), self.client.get_max_batch_size()):
             self.collection.delete(ids=list(part))
 
     def fetch_nodes(self, ids: Sequence[str]) -> dict[str, TextNode]:
         nodes: dict[str, TextNode] = {}
+        if not ids or not self._has_chunks():
+            return nodes
         for part in batched(list(ids), self.client.get_max_batch_size()):
             got = self.collection.get(ids=list(part), include=["documents", "metadatas"])
             for node_id, text, metadata in zip(
@@ -170,16 +216,20 @@ class ChromaBackend(Backend):
         return nodes
 
     def count(self) -> int:
-        return self.collection.count()
+        return self.collection.count() if self._has_chunks() else 0
 
     def list_chunk_ids(self) -> list[str]:
-        batch = self.client.get_max_batch_size()
         ids: list[str] = []
+        if not self._has_chunks():
+            return ids
+        batch = self.client.get_max_batch_size()
         while page := self.collection.get(limit=batch, offset=len(ids), include=[])["ids"]:
             ids.extend(page)
         return ids
 
     def read_records(self) -> dict[str, dict[str, Any]]:
+        if not self._has_catalog():
+            return {}
         got = self.catalog.get(include=["documents"])
         return {k: json.loads(d) for k, d in zip(got["ids"], got["documents"], strict=True)}
 
@@ -192,10 +242,14 @@ class ChromaBackend(Backend):
             )
 
     def delete_records(self, keys: Sequence[str]) -> None:
-        if keys:
+        if keys and self._has_catalog():
             self.catalog.delete(ids=list(keys))
 
     def drop(self) -> None:
+        if not self._has_chunks() and not self._has_catalog():
+            return
+        for attribute in ("collection", "catalog", "vector_store"):
+            self.__dict__.pop(attribute, None)
         for name in (self.collection_name, self.collection_name + CATALOG_SUFFIX):
             try:
                 self.client.delete_collection(name)
@@ -217,7 +271,8 @@ def _client(settings: Settings) -> Any:
             ) from None
         session = client._server._session  # chromadb exposes no hook for its HTTP transport
         session.timeout = HTTP_TIMEOUT
-        install_retries(session, f"Chroma server {_location(settings)}", RETRY_POLICY)
+        policy = replace(RETRY_POLICY, max_seconds=settings.retry_seconds)
+        install_retries(session, f"Chroma server {_location(settings)}", policy)
         return client
     settings.resolved_chroma_path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(settings.resolved_chroma_path))

@@ -30,18 +30,27 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from functools import cached_property
 from typing import Any
 
-from llama_index.core.schema import BaseNode, TextNode
-from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryResult
+from llama_index.core.schema import BaseNode, NodeWithScore, TextNode
+from llama_index.core.vector_stores.types import (
+    MetadataFilters,
+    VectorStoreQuery,
+    VectorStoreQueryResult,
+)
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 from llama_index.vector_stores.pinecone import PineconeVectorStore
 from pinecone import Pinecone, ServerlessSpec
-from pinecone.errors.exceptions import PineconeException
+from pinecone.errors.exceptions import (
+    PineconeConnectionError,
+    PineconeError,
+    PineconeTimeoutError,
+)
 
-from rag_app.errors import ConfigError, EmbeddingMismatchError, RagAppError
+from rag_app.errors import EmbeddingMismatchError, RagAppError, RemoteServiceError
 from rag_app.retry import DEFAULT_POLICY, RetryingProxy
-from rag_app.settings import Settings
+from rag_app.settings import Settings, check_store_settings
 from rag_app.stores.base import Backend, batched
 
 CATALOG_SUFFIX = "__catalog"
@@ -108,7 +117,8 @@ def split_upserts(entries: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]
 class PineconeBackend(Backend):
     name = "pinecone"
 
-    def __init__(self, settings: Settings, collection: str, dimension: int) -> None:
+    def __init__(self, settings: Settings, collection: str, dimension: Callable[[], int]) -> None:
+        self.settings = settings
         self.client = _client(settings)
         self.index_name = settings.pinecone_index
         self.namespace = (
@@ -121,17 +131,13 @@ class PineconeBackend(Backend):
             f"{settings.pinecone_host or 'Pinecone'} index {self.index_name!r} "
             f"namespace {self.namespace!r}"
         )
-        self.index = RetryingProxy(
-            self._open_index(settings, dimension), f"Pinecone {self.location}", RETRY_POLICY
-        )
-        self.dimension = dimension
-        self.vector_store = FixedPineconeVectorStore(
-            pinecone_index=self.index, namespace=self.namespace
-        )
+        self._model_dimension = dimension
+        self._known_to_exist = False
+        self.policy = replace(RETRY_POLICY, max_seconds=settings.retry_seconds)
 
     @classmethod
     def open(cls, settings: Settings, collection: str, dimension: Callable[[], int]) -> Backend:
-        return cls(settings, collection, dimension())
+        return cls(settings, collection, dimension)
 
     @classmethod
     def unavailable_reason(cls, settings: Settings) -> str | None:
@@ -143,38 +149,76 @@ class PineconeBackend(Backend):
             return f"cannot reach {settings.pinecone_host or 'Pinecone'}: {exc}"
         return None
 
-    def _open_index(self, settings: Settings, dimension: int) -> Any:
-        try:
-            if not self.client.has_index(self.index_name):
-                self.client.create_index(
+    # The index is opened on first use and created (with the embedding model's dimension) only
+    # by a write: listing or querying a missing index loads no model and creates nothing.
+
+    @cached_property
+    def _description(self) -> Any:
+        return self._control("open", lambda: self.client.describe_index(self.index_name))
+
+    def _index_exists(self) -> bool:
+        if "index" not in self.__dict__ and not self._known_to_exist:
+            found = self._control("look up", lambda: self.client.has_index(self.index_name))
+            self._known_to_exist = bool(found)
+        return True if "index" in self.__dict__ else self._known_to_exist
+
+    @cached_property
+    def index(self) -> Any:
+        if not self._index_exists():
+            dimension = self._model_dimension()
+            self._control(
+                "create",
+                lambda: self.client.create_index(
                     name=self.index_name,
                     dimension=dimension,
                     metric="cosine",
                     spec=ServerlessSpec(
-                        cloud=settings.pinecone_cloud, region=settings.pinecone_region
+                        cloud=self.settings.pinecone_cloud, region=self.settings.pinecone_region
                     ),
-                )
-            description = self.client.describe_index(self.index_name)
-        except PineconeException as exc:
-            raise RagAppError(
-                f"Pinecone refused to open index {self.index_name!r}: {exc}. Check "
-                "PINECONE_API_KEY, PINECONE_INDEX, PINECONE_CLOUD and PINECONE_REGION."
+                ),
+            )
+        host = self._description.host
+        if self.settings.pinecone_host:
+            host = "http://" + host.split("://", 1)[-1]
+        return RetryingProxy(self.client.Index(host=host), f"Pinecone {self.location}", self.policy)
+
+    @cached_property
+    def vector_store(self) -> FixedPineconeVectorStore:  # type: ignore[override]
+        return FixedPineconeVectorStore(pinecone_index=self.index, namespace=self.namespace)
+
+    @property
+    def dimension(self) -> int:
+        return int(self._description.dimension)
+
+    def _control(self, action: str, call: Callable[[], Any]) -> Any:
+        """A control-plane call, its failures as one line that names the likely fix."""
+        try:
+            return call()
+        except PineconeError as exc:
+            raise _control_error(
+                self.settings, f"{action} index {self.index_name!r}", exc
             ) from None
-        if description.dimension != dimension:
+
+    def check_embedding(self, model_id: str, dimension: int) -> None:
+        if self._index_exists() and self.dimension != dimension:
             raise EmbeddingMismatchError(
-                f"Pinecone index {self.index_name!r} has dimension {description.dimension}, "
+                f"Pinecone index {self.index_name!r} has dimension {self.dimension}, "
                 f"but the embedding model gives {dimension}. Set PINECONE_INDEX to another "
                 "index (it is created for you), or use the embedding model that built it."
             )
-        if settings.pinecone_host:
-            bare = description.host.split("://", 1)[-1]
-            return self.client.Index(host=f"http://{bare}")
-        return self.client.Index(host=description.host)
+        super().check_embedding(model_id, dimension)
+
+    def query(
+        self, embedding: Sequence[float], top_k: int, filters: MetadataFilters | None = None
+    ) -> list[NodeWithScore]:
+        return super().query(embedding, top_k, filters) if self._index_exists() else []
 
     def upsert(self, nodes: Sequence[TextNode]) -> None:
         self.vector_store.add(list(nodes))
 
     def delete_chunks(self, ids: Sequence[str]) -> None:
+        if not ids or not self._index_exists():
+            return
         for part in batched(list(ids), MAX_UPSERT_VECTORS):
             self.index.delete(ids=list(part), namespace=self.namespace)
 
@@ -185,12 +229,16 @@ class PineconeBackend(Backend):
         }
 
     def _fetch(self, namespace: str, ids: Sequence[str]) -> Iterator[tuple[str, dict]]:
+        if not ids or not self._index_exists():
+            return
         for part in batched(list(ids), FETCH_BATCH):
             response = self.index.fetch(ids=list(part), namespace=namespace)
             for vector_id, vector in response.vectors.items():
                 yield vector_id, dict(vector.metadata or {})
 
     def count(self) -> int:
+        if not self._index_exists():
+            return 0
         stats = self.index.describe_index_stats()
         namespace = stats.namespaces.get(self.namespace)
         return int(namespace.vector_count) if namespace else 0
@@ -201,6 +249,8 @@ class PineconeBackend(Backend):
     def _list_ids(self, namespace: str) -> list[str]:
         """Every id in `namespace`, one retried request per page."""
         ids: list[str] = []
+        if not self._index_exists():
+            return ids
         token: str | None = None
         while True:
             page = self.index.list_paginated(namespace=namespace, pagination_token=token)
@@ -217,15 +267,18 @@ class PineconeBackend(Backend):
         }
 
     def write_records(self, records: dict[str, dict[str, Any]]) -> None:
+        index = self.index  # created by the first write
         unit = [1.0] + [0.0] * (self.dimension - 1)
         entries = [
             {"id": key, "values": unit, "metadata": {"record": json.dumps(v, ensure_ascii=False)}}
             for key, v in records.items()
         ]
         for part in split_upserts(entries):
-            self.index.upsert(vectors=part, namespace=self.catalog_namespace, show_progress=False)
+            index.upsert(vectors=part, namespace=self.catalog_namespace, show_progress=False)
 
     def delete_records(self, keys: Sequence[str]) -> None:
+        if not keys or not self._index_exists():
+            return
         for part in batched(list(keys), MAX_UPSERT_VECTORS):
             self.index.delete(ids=list(part), namespace=self.catalog_namespace)
 
@@ -235,20 +288,40 @@ class PineconeBackend(Backend):
                 self.index.delete(delete_all=True, namespace=namespace)
 
 
+def _control_error(settings: Settings, action: str, exc: PineconeError) -> RagAppError:
+    where = settings.pinecone_host or "Pinecone"
+    status = getattr(exc, "status_code", None)
+    detail = " ".join(str(exc).split())[:300]
+    if isinstance(exc, PineconeConnectionError | PineconeTimeoutError):
+        return RemoteServiceError(
+            f"cannot reach {where} to {action} ({detail}). Check PINECONE_HOST and that the "
+            "server is running (`rag-app pinecone-local`), or your network for Pinecone."
+        )
+    if status in (401, 403):
+        return RemoteServiceError(
+            f"{where} refused PINECONE_API_KEY (HTTP {status}) to {action}. Set a valid "
+            "PINECONE_API_KEY in the environment or .env."
+        )
+    if status == 429 or (status is not None and status >= 500):
+        return RemoteServiceError(
+            f"{where} is busy (HTTP {status}) and could not {action}: wait a moment and run the "
+            "same command again (it resumes)."
+        )
+    return RemoteServiceError(
+        f"{where} refused to {action} (HTTP {status}: {detail}). Check PINECONE_INDEX, "
+        "PINECONE_CLOUD and PINECONE_REGION."
+    )
+
+
 def _client(settings: Settings) -> Pinecone:
     from pinecone import RetryConfig
 
-    if settings.pinecone_api_key is None and not settings.pinecone_host:
-        raise ConfigError(
-            "RAG_VECTOR_STORE=pinecone needs PINECONE_API_KEY (Pinecone serverless), or "
-            "PINECONE_HOST pointing at a local server started with "
-            "`rag-app pinecone-local --port 5080` (PINECONE_HOST=http://127.0.0.1:5080)."
-        )
+    check_store_settings(settings.model_copy(update={"vector_store": "pinecone"}))
     api_key = settings.pinecone_api_key.get_secret_value() if settings.pinecone_api_key else ""
     return Pinecone(
         api_key=api_key or "pclocal",
         host=_http_url(settings.pinecone_host) if settings.pinecone_host else None,
-        retry_config=RetryConfig(max_retries=8, backoff_factor=0.05, max_wait=4.0),
+        retry_config=RetryConfig(max_retries=3, backoff_factor=0.05, max_wait=2.0),
         timeout=30.0,
     )
 

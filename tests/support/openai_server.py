@@ -12,7 +12,8 @@ deterministically:
 
 Every `/v1` request is appended to a JSONL log (`--log`) before it is answered, with the
 Authorization value replaced by a presence flag. `--fail-first N` answers the first N `/v1`
-requests with 429 (or `--fail-status`), to test client retries.
+requests with 429 (or `--fail-status`: 401, 500, 503), to test client retries and refusals;
+`--delay S` answers every `/v1` request S seconds late, to test timeouts.
 
 For LLM-as-judge tests, `--script FILE` scripts chat replies: a JSON list of rules
 `{"contains": text, "reply"?: text, "status"?: code, "delay_ms"?: n, "times"?: n}`; the first
@@ -56,6 +57,11 @@ BEARER = re.compile(r"Bearer\s+\S+")
 MODELS = ("gpt-4o-mini", "text-embedding-3-small", "text-embedding-3-large")
 RETRY_AFTER_MS = "20"
 FAULTS = {
+    401: (
+        "Incorrect API key provided (injected by the test server).",
+        "invalid_request_error",
+        "invalid_api_key",
+    ),
     429: ("Rate limit reached (injected by the test server).", "requests", "rate_limit_exceeded"),
     500: ("Internal error (injected by the test server).", "server_error", "internal_error"),
     503: ("Service unavailable (injected by the test server).", "server_error", "overloaded"),
@@ -74,6 +80,8 @@ class ServerOptions:
     script_path: Path | None = None
     delay_ms: int = 0
     logprobs: bool = False
+    #: Seconds every `/v1` request waits before it is answered (a slow server).
+    delay: float = 0.0
 
 
 @dataclass
@@ -232,6 +240,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.send_reply(Reply(200, {"status": "ok"}))
             return
         body = parse_json(raw)
+        time.sleep(self.server.options.delay)
         reply = self.decide(path, body)
         self.server.record(self.log_entry(path, body, raw, reply.status))
         self.send_reply(reply)
@@ -440,6 +449,8 @@ def option_arguments(options: ServerOptions) -> list[str]:
         str(options.echo_chars),
         "--delay-ms",
         str(options.delay_ms),
+        "--delay",
+        str(options.delay),
     ]
     if options.script_path is not None:
         arguments += ["--script", str(options.script_path)]
@@ -461,6 +472,7 @@ def running_openai_server(
     script_path: Path | None = None,
     delay_ms: int = 0,
     logprobs: bool = False,
+    delay: float = 0.0,
     startup_timeout: float = 30.0,
 ) -> Iterator[str]:
     """Run the server as a subprocess on a free port; yield its base URL (`.../v1`)."""
@@ -469,7 +481,7 @@ def running_openai_server(
 
     port = free_port()
     options = ServerOptions(
-        dim, log_path, fail_first, fail_status, echo_chars, script_path, delay_ms, logprobs
+        dim, log_path, fail_first, fail_status, echo_chars, script_path, delay_ms, logprobs, delay
     )
     command = [
         sys.executable,
@@ -536,6 +548,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--script", type=Path, help="JSON rules scripting chat replies")
     parser.add_argument("--delay-ms", type=int, default=0, help="delay every chat reply")
     parser.add_argument("--logprobs", action="store_true", help="answer logprobs requests")
+    parser.add_argument(
+        "--delay", type=float, default=0.0, help="seconds to wait before answering each request"
+    )
     return parser.parse_args(argv)
 
 
@@ -550,6 +565,7 @@ def main(argv: list[str] | None = None) -> None:
         args.script,
         args.delay_ms,
         args.logprobs,
+        args.delay,
     )
     with OpenAICompatibleServer((args.host, args.port), options) as server:
         print(f"serving on http://{args.host}:{server.server_port}/v1", flush=True)
