@@ -258,7 +258,8 @@ class RagApp:
         _ = self.answerer  # an LLM misconfiguration is reported before the model loads
         check_question(question)
         check_top_k(top_k)
-        response = self.as_query_engine(similarity_top_k=top_k).query(question)
+        with self.answerer.errors():
+            response = self.as_query_engine(similarity_top_k=top_k).query(question)
         return self._answer(question, str(response), response.source_nodes)
 
     def stream_query(self, question: str, top_k: int | None = None) -> tuple[Answer, Iterator[str]]:
@@ -266,9 +267,10 @@ class RagApp:
         _ = self.answerer  # an LLM misconfiguration is reported before the model loads
         check_question(question)
         check_top_k(top_k)
-        response = self.as_query_engine(similarity_top_k=top_k, streaming=True).query(question)
+        with self.answerer.errors():
+            response = self.as_query_engine(similarity_top_k=top_k, streaming=True).query(question)
         answer = self._answer(question, "", response.source_nodes)
-        return answer, _filling(answer, response.response_gen)
+        return answer, _filling(answer, response.response_gen, self.answerer)
 
     def _answer(self, question: str, text: str, nodes: Sequence[NodeWithScore]) -> Answer:
         sources = [_source(number, hit) for number, hit in enumerate(nodes, start=1)]
@@ -361,16 +363,18 @@ class ChatSession:
         self.engine = app.as_chat_engine()
 
     def ask(self, question: str) -> tuple[Answer, Iterator[str]]:
-        response = self.engine.stream_chat(question)
+        with self.app.answerer.errors():
+            response = self.engine.stream_chat(question)
         answer = self.app._answer(question, "", response.source_nodes)
-        return answer, _filling(answer, response.response_gen)
+        return answer, _filling(answer, response.response_gen, self.app.answerer)
 
 
-def _filling(answer: Answer, pieces: Iterator[str]) -> Iterator[str]:
+def _filling(answer: Answer, pieces: Iterator[str], answerer: Answerer) -> Iterator[str]:
     """Yield the pieces of a streamed answer while appending them to `answer.text`."""
-    for piece in pieces:
-        answer.text += piece
-        yield piece
+    with answerer.errors():
+        for piece in pieces:
+            answer.text += piece
+            yield piece
 
 
 def _under(doc_id: str, prefix: str) -> str | None:

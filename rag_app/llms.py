@@ -16,6 +16,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -289,6 +290,10 @@ class Answerer:
     def _chat_defaults(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         return kwargs
 
+    def errors(self) -> AbstractContextManager[None]:
+        """Wraps engine calls so the answering model's failures are one clear error."""
+        return nullcontext()
+
     def generate(
         self, question: str, sources: Sequence[Source], history: Sequence[ChatMessage] = ()
     ) -> Generated:
@@ -351,6 +356,11 @@ class OpenAIAnswerer(Answerer):
 
     def _chat_defaults(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         return {"system_prompt": SYSTEM_PROMPT, **kwargs}
+
+    def errors(self) -> AbstractContextManager[None]:
+        from rag_app.openai_client import openai_errors
+
+        return openai_errors(f"answering with {self.mode}", self.settings)
 
     def generate(
         self, question: str, sources: Sequence[Source], history: Sequence[ChatMessage] = ()
