@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -29,6 +31,18 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    threading.excepthook = _thread_failure_to_debug_log
+
+
+def _thread_failure_to_debug_log(args: threading.ExceptHookArgs) -> None:
+    """LlamaIndex's streaming chat writes the answer in a thread that re-raises its failure
+    after handing it to the reader, so the reader's one-line error would come with the
+    thread's traceback: keep that traceback for DEBUG logs only."""
+    logging.getLogger("rag_app").debug(
+        "thread %s failed",
+        args.thread,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
