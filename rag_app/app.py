@@ -38,7 +38,7 @@ from rag_app.rerank import build_reranker
 from rag_app.retrieval import HybridRetriever, KeywordSearch, KeywordSync
 from rag_app.settings import Settings, check_top_k, load_settings
 from rag_app.stores.base import Backend, DocRecord
-from rag_app.stores.pinecone_keyword import open_pinecone_keyword
+from rag_app.stores.pinecone_keyword import check_sparse_index_settings, open_pinecone_keyword
 from rag_app.stores.registry import open_backend
 
 #: `as_query_engine` options that only a vector-store retriever can apply.
@@ -56,6 +56,7 @@ class RagApp:
     ) -> None:
         self.settings = settings
         self._owns_embedder = embedder is None
+        check_sparse_index_settings(settings)
         if embedder is None:
             check_embedder_settings(settings)
         else:

@@ -207,13 +207,19 @@ def _record(record_id: str, sparse: dict[str, list], metadata: dict[str, int]) -
     return {"id": record_id, "sparse_values": sparse, "metadata": metadata}
 
 
-def open_pinecone_keyword(backend: Any, settings: Settings) -> PineconeKeyword:
-    """The keyword search of *backend*'s namespace in the sparse index PINECONE_SPARSE_INDEX."""
-    if not isinstance(backend, PineconeBackend):
+def check_sparse_index_settings(settings: Settings) -> None:
+    """PINECONE_SPARSE_INDEX with another store is refused when the app opens, not at first use."""
+    if settings.pinecone_sparse_index and settings.vector_store != "pinecone":
         raise ConfigError(
             "PINECONE_SPARSE_INDEX runs keyword search in Pinecone and needs "
             "RAG_VECTOR_STORE=pinecone; unset it to use the local keyword index."
         )
+
+
+def open_pinecone_keyword(backend: Any, settings: Settings) -> PineconeKeyword:
+    """The keyword search of *backend*'s namespace in the sparse index PINECONE_SPARSE_INDEX."""
+    check_sparse_index_settings(settings)
+    assert isinstance(backend, PineconeBackend)
     name = settings.pinecone_sparse_index
     client = backend.client
     try:
