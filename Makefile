@@ -45,7 +45,7 @@ run: install
 
 test: install-dev
 	$(BIN)/ruff check rag_app tests benchmarks
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: install-dev
 	$(BIN)/python -m benchmarks.run
