@@ -12,8 +12,12 @@ the more of a paragraph a chunk holds, the more of the question's context it mat
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 from llama_index.core import Document
 from llama_index.core.node_parser import SentenceSplitter
+from llama_index.core.node_parser.text.utils import split_by_sentence_tokenizer
 from llama_index.core.schema import TextNode
 
 #: Room for the model's special tokens ([CLS], [SEP], ...).
@@ -22,6 +26,34 @@ MAX_DEFAULT_CHUNK_TOKENS = 512
 #: Metadata that is embedded and keyword-indexed with each chunk (LlamaIndex's "embed" mode):
 #: the document title tells which article a chunk belongs to.
 SEARCHED_METADATA = ("title",)
+
+
+#: Sentence ends NLTK's punkt (English) misses: Chinese / Japanese full stops, which need no
+#: space after them, and a Hangul syllable followed by . ? or ! (Korean sentences end in a
+#: verb ending such as 다 or 요 and are often written without a space after the stop). Closing
+#: quotes and brackets stay with their sentence; the whitespace after a sentence too, as punkt
+#: keeps it, so the pieces always join back to the text.
+_CJK_SENTENCE_END = re.compile(r"(?:[。！？]|(?<=[\uac00-\ud7a3])[.?!])[\"'”’」』）)\]]*\s*")
+
+
+def split_sentences(text: str, punkt: Callable[[str], list[str]] | None = None) -> list[str]:
+    """Sentences of `text` in order, joining back to `text`: punkt's, then cut at CJK ends."""
+    sentences: list[str] = []
+    for piece in (punkt or _punkt())(text):
+        cuts = [m.end() for m in _CJK_SENTENCE_END.finditer(piece) if m.end() < len(piece)]
+        bounds = [0, *cuts, len(piece)]
+        sentences.extend(piece[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a)
+    return sentences
+
+
+_PUNKT: list[Callable[[str], list[str]]] = []
+
+
+def _punkt() -> Callable[[str], list[str]]:
+    """LlamaIndex's NLTK punkt splitter, created once (it loads a model)."""
+    if not _PUNKT:
+        _PUNKT.append(split_by_sentence_tokenizer())
+    return _PUNKT[0]
 
 
 def default_chunk_size(model_max_tokens: int) -> int:
@@ -45,6 +77,7 @@ class Chunker:
             chunk_overlap=chunk_overlap,
             tokenizer=tokenize,
             paragraph_separator="\n\n",
+            chunking_tokenizer_fn=split_sentences,
             include_metadata=True,
             include_prev_next_rel=False,
         )

@@ -94,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     docs_delete.add_argument("--all", action="store_true", help="delete the whole collection")
     docs_delete.add_argument("--yes", action="store_true", help="do not ask before --all")
 
+    reindex = commands.add_parser(
+        "reindex",
+        help="re-embed the collection with RAG_EMBED_MODEL from its stored chunks "
+        "(no source files needed; re-run to resume)",
+    )
+    reindex.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
     commands.add_parser("config", help="effective settings, secrets masked")
     commands.add_parser("stores", help="which backends are usable now, and why not")
 
@@ -105,6 +112,23 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     return parser
+
+
+def _add_eval_matrix_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--embed-model",
+        action="append",
+        dest="embed_models",
+        metavar="MODEL",
+        help="evaluate this RAG_EMBED_MODEL (repeat to compare models in one table)",
+    )
+    command.add_argument(
+        "--retriever",
+        action="append",
+        dest="retrievers",
+        choices=("hybrid", "dense", "keyword"),
+        help="evaluate this RAG_RETRIEVER (repeat to compare retrievers in one table)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -165,6 +189,8 @@ def _run(args: argparse.Namespace) -> int:
         check_data_dir(settings.data_dir)
     if args.command == "eval":
         return _eval(settings, args)
+    if args.command == "reindex":
+        return _reindex(settings, args)
 
     from rag_app.app import RagApp
 
@@ -181,25 +207,58 @@ def _stores(settings) -> int:
     return 0
 
 
+def _reindex(settings, args: argparse.Namespace) -> int:
+    from rag_app.embeddings import build_embedder
+    from rag_app.reindex import reindex
+
+    embedder = build_embedder(settings)
+    report = reindex(settings, embedder, show_progress=not args.no_progress)
+    print(report.summary(embedder.model_id))
+    return 0
+
+
 def _eval(settings, args: argparse.Namespace) -> int:
     return EVAL_COMMANDS[args.eval_kind](settings, args)
 
 
 def _eval_retrieval(settings, args: argparse.Namespace) -> int:
-    from rag_app.eval import evaluate_pairs, evaluate_squad
+    """One eval run per (model, retriever) named; one JSON object or table column each, and
+    one run record each."""
+    from rag_app.eval import evaluate_matrix, evaluate_pairs, evaluate_squad
 
     if not args.path.is_file():
         raise RagAppError(f"eval: no such file {args.path}")
-    rows: list[dict] = []
     if args.eval_kind == "squad":
-        result = evaluate_squad(settings, args.path, args.limit, args.seed, args.top_k, rows=rows)
-        params = {"limit": args.limit, "seed": args.seed, "top_k": args.top_k}
+        options = {"limit": args.limit, "seed": args.seed, "top_k": args.top_k}
+        evaluate = evaluate_squad
     else:
-        result = evaluate_pairs(settings, args.path, args.min_label, args.top_k, rows=rows)
-        params = {"min_label": args.min_label, "top_k": args.top_k}
-    _record(settings, args, args.eval_kind, args.path, result, rows, params)
-    _print_metrics(result, args.json)
+        options = {"min_label": args.min_label, "top_k": args.top_k}
+        evaluate = evaluate_pairs
+
+    def run(run_settings, embedder) -> dict:
+        rows: list[dict] = []
+        result = evaluate(run_settings, args.path, embedder=embedder, rows=rows, **options)
+        _record(run_settings, args, args.eval_kind, args.path, result, rows, options)
+        return result
+
+    results = evaluate_matrix(
+        settings,
+        run,
+        args.embed_models or [settings.embed_model],
+        args.retrievers or [settings.retriever],
+    )
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else results, ensure_ascii=False))
+    else:
+        _print_table(results)
     return 0
+
+
+def _print_table(results: list[dict]) -> None:
+    """Metrics down, one column per run, so models and retrievers compare side by side."""
+    width = max(12, *(len(str(r["embed_model"])) for r in results))
+    for key in results[0]:
+        print(f"{key:18} " + " ".join(f"{str(r[key]):>{width}}" for r in results))
 
 
 def _eval_answers(settings, args: argparse.Namespace) -> int:
@@ -442,6 +501,8 @@ def _add_eval_commands(commands) -> None:
         command.add_argument("--concurrency", type=int, default=16, help="judge calls in flight")
     for command in (squad, pairs, answers, compare):
         command.add_argument("--json", action="store_true", help="print JSON")
+    for command in (squad, pairs):
+        _add_eval_matrix_options(command)
     for command in (squad, pairs, answers):
         command.add_argument(
             "--wandb", action="store_true", help="also log the run to Weights & Biases"

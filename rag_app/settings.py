@@ -19,6 +19,8 @@ from rag_app.errors import ConfigError
 VectorStoreName = Literal["memory", "chroma", "pinecone"]
 RetrieverName = Literal["hybrid", "dense", "keyword"]
 MemoryIndexName = Literal["exact", "hnsw"]
+#: Embedding models shipped inside wheels (rag_app/embeddings.py); `minilm` is `local`.
+OFFLINE_EMBED_MODELS = ("e5", "use", "local", "minilm")
 
 
 def _env(name: str, default: Any, **kwargs: Any) -> Any:
@@ -42,7 +44,7 @@ class Settings(BaseSettings):
     data_dir: Path = _env("RAG_DATA_DIR", Path(".rag_data"))
     doc_root: Path | None = _env("RAG_DOC_ROOT", None)
     collection: str = _env("RAG_COLLECTION", "rag_app", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,44}$")
-    embed_model: str = _env("RAG_EMBED_MODEL", "local")
+    embed_model: str = _env("RAG_EMBED_MODEL", "e5")
     embed_batch_size: int = _env("RAG_EMBED_BATCH_SIZE", 64, ge=1, le=2048)
     llm: str = _env("RAG_LLM", "auto")
     chunk_size: int | None = _env("RAG_CHUNK_SIZE", None, ge=32, le=8192)
@@ -80,9 +82,11 @@ class Settings(BaseSettings):
     @field_validator("embed_model")
     @classmethod
     def _check_embed_model(cls, value: str) -> str:
-        if value == "local" or _has_payload(value, ("openai:", "hf:")):
+        if value in OFFLINE_EMBED_MODELS or _has_payload(value, ("openai:", "hf:")):
             return value
-        raise ValueError("expected 'local', 'openai:<model>' or 'hf:<name or path>'")
+        raise ValueError(
+            "expected 'e5', 'use', 'local' (or 'minilm'), 'openai:<model>' or 'hf:<name or path>'"
+        )
 
     @field_validator("reranker")
     @classmethod

