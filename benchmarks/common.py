@@ -28,6 +28,7 @@ from rag_app.stores.base import Backend, DocRecord, chunk_ids
 
 XQUAD_EN = Path("/work/shared/data/xquad/xquad.en.json")
 XQUAD_ZH = XQUAD_EN.with_name("xquad.zh.json")
+KLUE = Path("/work/shared/data/klue/klue-sts-v1.1_dev.json")
 DIM = 384
 TOP_K = 10
 CHUNKS_PER_DOC = 20

@@ -36,13 +36,17 @@ def sentences_and_questions(path: Path, questions: int) -> tuple[list[str], list
     return sentences, [q.question for q in asked[:: max(1, len(asked) // questions)]][:questions]
 
 
+def _unit(rows: np.ndarray) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
 def bench_real_recall(
     embedder: Embedder, path: Path, backends: list[str], questions: int, workdir: Path
 ) -> dict[str, Any]:
     sentences, asked = sentences_and_questions(path, questions)
-    model = embedder.model._model  # the SentenceTransformer inside LlamaIndex's wrapper
-    vectors = np.asarray(model.encode(sentences, normalize_embeddings=True), dtype=np.float32)
-    probes = np.asarray(model.encode(asked, normalize_embeddings=True), dtype=np.float32)
+    vectors = _unit(embedder.embed_texts(sentences))
+    probes = _unit(np.array([embedder.embed_query(q) for q in asked]))
     truth = exact_top_k(vectors, probes)
     ids = row_ids(len(sentences))
     probe_lists = [p.tolist() for p in probes]

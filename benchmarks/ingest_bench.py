@@ -49,8 +49,10 @@ def chunk_texts(embedder: Embedder, documents: list[Document]) -> list[str]:
 
 
 def raw_encode_seconds(embedder: Embedder, texts: list[str], batch_size: int) -> float:
-    model = embedder.model._model  # the SentenceTransformer inside LlamaIndex's wrapper
-    return timed(lambda: model.encode(texts, batch_size=batch_size))
+    """The model's own batch call, any model: LlamaIndex's embedding call without the app."""
+    model = embedder.model
+    batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
+    return timed(lambda: [model._get_text_embeddings(b) for b in batches])
 
 
 def warm_up(embedder: Embedder, documents: list[Document], workdir: Path) -> float:

@@ -24,8 +24,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks import answer_bench, hnsw_bench, ingest_bench, memory_store_bench, query_bench
-from benchmarks.common import XQUAD_EN, XQUAD_ZH
+from benchmarks import (
+    answer_bench,
+    hnsw_bench,
+    ingest_bench,
+    memory_store_bench,
+    models_bench,
+    query_bench,
+)
+from benchmarks.common import KLUE, XQUAD_EN, XQUAD_ZH
 from benchmarks.report import render_markdown
 from rag_app.embeddings import build_embedder
 from rag_app.settings import load_settings
@@ -37,11 +44,11 @@ INGEST_BACKENDS = ["memory", "chroma", "chroma-server", "pinecone"]
 SCALE_BACKENDS = ["memory", "memory-hnsw", "chroma", "chroma-server", "pinecone"]
 BATCH_SIZES = [16, 32, 64, 128]
 XQUAD_TEXTS = [p for p in (XQUAD_EN, XQUAD_ZH) if p.exists()]
-ALL_SECTIONS = ("ingest", "hybrid", "scale", "rss", "batch", "hnsw-real", "answers")
+ALL_SECTIONS = ("ingest", "hybrid", "models", "scale", "rss", "batch", "hnsw-real", "answers")
 #: The embedding batch-size sweep and real-embedding HNSW recall need minutes of encoding on
 #: 2 cores, so `make bench` leaves them out; name them in --sections to run them.
-DEFAULT_SECTIONS = "ingest,hybrid,scale,rss,answers"
-TEXT_SECTIONS = {"ingest", "hybrid", "batch", "hnsw-real"}
+DEFAULT_SECTIONS = "ingest,hybrid,models,scale,rss,answers"
+TEXT_SECTIONS = {"ingest", "hybrid", "models", "batch", "hnsw-real"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -148,6 +155,14 @@ def _text_sections(sections: Sections, args: argparse.Namespace, workdir: Path) 
         results["hybrid_vs_dense"] = sections.run(
             "hybrid vs dense",
             lambda: ingest_bench.bench_hybrid_vs_dense(embedder, XQUAD_TEXTS, workdir),
+        )
+    if "models" in args.sections:
+        corpus, asked = models_bench.mixed_corpus(
+            XQUAD_TEXTS, KLUE, max(args.articles // 5, 1), args.articles * 10
+        )
+        results["models"] = sections.run(
+            "embedding models vs MiniLM",
+            lambda: models_bench.bench_models(corpus, asked, workdir),
         )
     if "batch" in args.sections:
         all_documents, _ = ingest_bench.corpus(XQUAD_EN, len(documents) * 100)

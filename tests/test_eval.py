@@ -109,3 +109,34 @@ def test_xquad_english_hybrid_floor(
     assert result["n_docs"] == 48
     assert result["hit@5"] >= 0.95, result
     assert result["chunk_tokens_mean"] <= 512
+
+
+def test_eval_cli_compares_models_and_retrievers_in_one_run(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    path = write_squad(tmp_path / "mini.json")
+    args = ["--embed-model", "use", "--embed-model", "e5", "--retriever", "dense"]
+    result = subprocess.run(
+        rag_app_command("eval", "squad", str(path), *args, "--retriever", "hybrid", "--json"),
+        env=cli_env(make_settings()),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    runs = json.loads(result.stdout)
+    assert [(r["embed_model"].split(":")[0], r["retriever"]) for r in runs] == [
+        ("use", "dense"), ("use", "hybrid"), ("e5", "dense"), ("e5", "hybrid"),
+    ]  # fmt: skip
+    assert all(set(r) == EVAL_KEYS and r["hit@1"] == 1.0 for r in runs)
+    table = subprocess.run(
+        rag_app_command("eval", "squad", str(path), *args),
+        env=cli_env(make_settings()),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert table.returncode == 0, table.stderr
+    header = next(line for line in table.stdout.splitlines() if line.startswith("embed_model"))
+    assert "use:universal-sentence-encoder-multilingual-3" in header
+    assert "e5:multilingual-e5-small-q4" in header

@@ -15,7 +15,7 @@ from tests.conftest import rag_app_command
 def test_defaults_are_offline_memory_and_extractive() -> None:
     settings = load_settings()
     assert settings.vector_store == "memory"
-    assert settings.embed_model == "local"
+    assert settings.embed_model == "e5"
     assert settings.resolved_llm == "extractive"
     assert settings.retriever == "hybrid"
 
@@ -41,7 +41,7 @@ def test_auto_llm_picks_openai_when_a_key_is_set(monkeypatch: pytest.MonkeyPatch
     ("variable", "value", "allowed"),
     [
         ("RAG_VECTOR_STORE", "weaviate", "'memory', 'chroma' or 'pinecone'"),
-        ("RAG_EMBED_MODEL", "bert", "'local', 'openai:<model>' or 'hf:<name or path>'"),
+        ("RAG_EMBED_MODEL", "bert", "'e5', 'use', 'local' (or 'minilm')"),
         ("RAG_LLM", "gpt", "'auto', 'extractive' or 'openai:<model>'"),
         ("RAG_RETRIEVER", "fuzzy", "'hybrid', 'dense' or 'keyword'"),
         ("RAG_TOP_K", "zero", "integer"),
