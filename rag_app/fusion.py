@@ -60,6 +60,10 @@ DENSE_PRIOR = 0.5
 #: Each list's confidence is raised to this power before the two are compared, so the list
 #: that is clearly more confident on a query takes most of the weight.
 CONFIDENCE_POWER = 3.0
+#: Candidates per list that set the weights and the score scale: the depth the rule was tuned
+#: at. Measured through `rag-app eval` (top_k 10, so 40 candidates per retriever), the rule
+#: computed over all 40 gave KLUE hybrid recall@1 0.900, over the top 20 0.918.
+FUSION_DEPTH = 20
 RRF_K = 60
 
 
@@ -69,13 +73,16 @@ def fuse(
     """Blend a dense ranking (similarity, higher is better) and a BM25 ranking (scores >= 0).
 
     Pass each retriever's full candidate list (e.g. its top 20). Returns up to ``top_k`` ids with
-    fused scores in [0, 1], best first.
+    fused scores in [0, 1], best first. Weights and scaling come from the top FUSION_DEPTH of
+    each list, so asking for more candidates does not change the fused head; candidates below
+    that depth score 0 and follow in rank order.
     """
     dense_list, keyword_list = _best_first(dense), _best_first(keyword)
-    depth = max(len(dense_list), top_k)
-    w_dense, w_keyword = fusion_weights(dense_list, keyword_list, depth)
-    dense_norm = _scaled(dense_list, dense_list[-1][1] if dense_list else 0.0)
-    keyword_norm = _scaled(keyword_list, _keyword_floor(keyword_list, depth))
+    dense_head, keyword_head = dense_list[:FUSION_DEPTH], keyword_list[:FUSION_DEPTH]
+    depth = min(max(len(dense_list), top_k), FUSION_DEPTH)
+    w_dense, w_keyword = fusion_weights(dense_head, keyword_head, depth)
+    dense_norm = _scaled(dense_list, dense_head[-1][1] if dense_head else 0.0)
+    keyword_norm = _scaled(keyword_list, _keyword_floor(keyword_head, depth))
     scores = {
         chunk_id: w_dense * dense_norm.get(chunk_id, 0.0)
         + w_keyword * keyword_norm.get(chunk_id, 0.0)

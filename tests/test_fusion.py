@@ -89,3 +89,11 @@ def test_output_is_sorted_unique_and_bounded() -> None:
     assert len({c for c, _ in fused}) == 10
     assert scores == sorted(scores, reverse=True)
     assert all(0.0 <= s <= 1.0 for s in scores)
+
+
+def test_more_candidates_do_not_change_the_fused_head() -> None:
+    """`rag-app eval` asks for 40 candidates, `query` for 20: the same top 10 either way."""
+    rng = random.Random(5)
+    dense = [(f"d{i}", 0.9 - i * 0.01 + rng.random() * 0.001) for i in range(40)]
+    keyword = [(f"d{(i * 7) % 40}", 12.0 - i * 0.25) for i in range(40)]
+    assert fuse(dense, keyword, 10) == fuse(dense[:20], keyword[:20], 10)
