@@ -69,6 +69,7 @@ def reindex(
     started = time.perf_counter()
     embedded_before = embedder.texts_embedded
     backend = open_backend(settings, lambda: embedder.dimension, collection)
+    backend.check_dimension(embedder.dimension)
     snapshot_path = _snapshot_path(settings, backend)
     report = ReindexReport(resumed=snapshot_path.exists())
     try:

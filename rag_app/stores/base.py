@@ -165,6 +165,9 @@ class Backend(ABC):
     def manifest(self) -> dict[str, Any] | None:
         return self.read_records().get(MANIFEST_KEY)
 
+    def check_dimension(self, dimension: int) -> None:  # noqa: B027 - most stores take any
+        """Refuse vectors of a dimension the store cannot hold (a Pinecone index keeps its own)."""
+
     def check_embedding(self, model_id: str, dimension: int) -> None:
         """Refuse a model other than the one that built this store, before anything is written."""
         manifest = self.manifest()

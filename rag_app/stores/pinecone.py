@@ -200,13 +200,16 @@ class PineconeBackend(Backend):
             ) from None
 
     def check_embedding(self, model_id: str, dimension: int) -> None:
+        self.check_dimension(dimension)
+        super().check_embedding(model_id, dimension)
+
+    def check_dimension(self, dimension: int) -> None:
         if self._index_exists() and self.dimension != dimension:
             raise EmbeddingMismatchError(
                 f"Pinecone index {self.index_name!r} has dimension {self.dimension}, "
                 f"but the embedding model gives {dimension}. Set PINECONE_INDEX to another "
                 "index (it is created for you), or use the embedding model that built it."
             )
-        super().check_embedding(model_id, dimension)
 
     def query(
         self, embedding: Sequence[float], top_k: int, filters: MetadataFilters | None = None
