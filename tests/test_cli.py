@@ -14,11 +14,13 @@ import pytest
 
 from rag_app.app import RagApp
 from rag_app.embeddings import Embedder
+from rag_app.ingestion import GROUP_CHUNKS
 from rag_app.loaders import load_paths
 from rag_app.settings import Settings
 from tests.conftest import backend_overrides, cli_env, rag_app_command
 
 TIMEOUT = 300
+DOCS = 2 * GROUP_CHUNKS
 
 
 def run(
@@ -119,7 +121,8 @@ def test_stores_reports_why_a_backend_is_unusable(make_settings: Callable[..., S
 def test_killed_ingest_rerun_ends_with_the_exact_chunk_count(
     cli_settings: Settings, embedder: Embedder
 ) -> None:
-    folder = write_docs(Path("docs"), 400, sentences=40)
+    # One short chunk per document: two write groups (GROUP_CHUNKS), the kill lands in the second.
+    folder = write_docs(Path("docs"), DOCS, sentences=1)
     process = subprocess.Popen(
         rag_app_command("ingest", str(folder), "--no-progress"),
         env=cli_env(cli_settings),
@@ -135,7 +138,7 @@ def test_killed_ingest_rerun_ends_with_the_exact_chunk_count(
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     interrupted = probe.documents()
-    assert len(interrupted) < 400 or not all(r.complete for r in interrupted)
+    assert len(interrupted) < DOCS or not all(r.complete for r in interrupted)
     probe.close()
 
     rerun = run(cli_settings, "ingest", str(folder), "--no-progress")
@@ -145,7 +148,7 @@ def test_killed_ingest_rerun_ends_with_the_exact_chunk_count(
     documents, _ = load_paths([folder])
     expected = sum(len(app.chunker.split(d)) for d in documents)
     records = app.documents()
-    assert len(records) == 400 and all(r.complete for r in records)
+    assert len(records) == DOCS and all(r.complete for r in records)
     assert sum(r.n_chunks for r in records) == expected
     assert app.backend.count() == expected
     app.backend.drop()
