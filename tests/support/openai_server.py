@@ -175,6 +175,10 @@ class OpenAICompatibleServer(ThreadingHTTPServer):
     """Holds the options, the request log and the fault budget shared by handler threads."""
 
     daemon_threads = True
+    # socketserver's default backlog of 5 resets connections when a concurrent client (the
+    # judge's 16 calls in flight) connects faster than the accept loop; the client then retries
+    # with back-off and the run degrades to serial.
+    request_queue_size = 256
 
     def __init__(self, address: tuple[str, int], options: ServerOptions) -> None:
         super().__init__(address, RequestHandler)
