@@ -34,6 +34,7 @@ from rag_app.errors import RagAppError
 from rag_app.ingestion import Ingestor, IngestReport, delete_documents
 from rag_app.llms import Answer, Answerer, Source, build_answerer
 from rag_app.loaders import document_id, documents_from_python, legacy_document_id, load_paths
+from rag_app.relevance import min_relevance
 from rag_app.rerank import build_reranker
 from rag_app.retrieval import HybridRetriever, KeywordSearch, KeywordSync
 from rag_app.settings import Settings, check_top_k, load_settings
@@ -251,8 +252,13 @@ class RagApp:
         check_question(question)
         check_top_k(top_k)
         self._check_embedding()
-        found = self.retriever.search(question, top_k or self.settings.top_k)
-        return [_source(number, hit) for number, hit in enumerate(found, start=1)]
+        found = self.retriever.search_with_relevance(question, top_k or self.settings.top_k)
+        keyword = self.keyword is not None
+        threshold = min_relevance(self.embedder.model_id, keyword, self.settings.min_relevance)
+        return [
+            _source(number, hit, relevance.score(keyword), threshold)
+            for number, (hit, relevance) in enumerate(found, start=1)
+        ]
 
     def query(self, question: str, top_k: int | None = None) -> Answer:
         """An answer with its numbered sources (`as_query_engine().query`, as an `Answer`)."""
@@ -274,7 +280,7 @@ class RagApp:
         return answer, _filling(answer, response.response_gen, self.answerer)
 
     def _answer(self, question: str, text: str, nodes: Sequence[NodeWithScore]) -> Answer:
-        sources = [_source(number, hit) for number, hit in enumerate(nodes, start=1)]
+        sources = [_source(number, hit, None, 0.0) for number, hit in enumerate(nodes, start=1)]
         return Answer(question, text, self.answerer.mode, sources)
 
     def chat(self) -> ChatSession:
@@ -394,7 +400,9 @@ def check_question(question: str) -> None:
         )
 
 
-def _source(number: int, hit: NodeWithScore) -> Source:
+def _source(
+    number: int, hit: NodeWithScore, relevance: float | None, threshold: float
+) -> Source:
     node = hit.node
     return Source(
         number=number,
@@ -404,4 +412,6 @@ def _source(number: int, hit: NodeWithScore) -> Source:
         start_char=node.start_char_idx,
         end_char=node.end_char_idx,
         source=str(node.metadata.get("source", "")),
+        relevance=relevance,
+        relevant=relevance is None or relevance >= threshold,
     )

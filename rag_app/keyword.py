@@ -87,6 +87,7 @@ _TOKEN_RE = re.compile(
     rf"|(?P<word>[^\W\d_{_HANGUL}{_CJK}][^\W_{_HANGUL}{_CJK}]*)"
 )
 _HAS_HANGUL = re.compile(f"[{_HANGUL}]")
+_CJK_BIGRAM = re.compile(f"[{_CJK}{_HANGUL}]{{2}}")
 # Kiwi tags of content morphemes: general/proper nouns, numerals, verb and adjective stems,
 # roots, Hanja. Particles (J*), endings (E*), affixes (X*N/XS*), bound nouns and pronouns go.
 _KIWI_CONTENT_TAGS = frozenset({"NNG", "NNP", "NR", "VV", "VA", "XR", "SH"})
@@ -299,6 +300,43 @@ class KeywordIndex:
         bm25, order = self._ensure_built()
         scores = bm25.get_scores(query_ids, weight_mask=_mask(order, allowed_ids))
         return _top(order, scores, top_k)
+
+    def coverage(self, query: str, ids: Iterable[str]) -> dict[str, float]:
+        """Per chunk, the share of the query's IDF weight that the chunk contains (0 to 1).
+
+        An absolute relevance signal, unlike a BM25 score: it does not depend on the other
+        chunks' scores, and a query word found in no chunk (a misspelling, a topic the corpus
+        lacks) weighs the most, so it pulls every chunk's coverage down. Only words count when
+        missing (English words, Korean morphemes, Chinese characters): a missing phrase or
+        character bigram (often one spanning a Korean particle) is no evidence of its own.
+        """
+        terms = set(tokenize(query, korean=self._korean, query=True))
+        if not terms or not self._docs:
+            return {i: 0.0 for i in ids}
+        bm25, _ = self._ensure_built()
+        df = np.diff(bm25.scores["indptr"])
+        n_docs = len(self._docs)
+        known = {self._vocab[t] for t in terms if t in self._vocab and self._vocab[t] < len(df)}
+        weights = {t: float(np.log1p((n_docs - df[t] + 0.5) / (df[t] + 0.5))) for t in known}
+        missing = [t for t in self._words(query) if t not in self._vocab]
+        total = sum(weights.values()) + len(missing) * np.log1p((n_docs + 0.5) / 0.5)
+        if total <= 0:
+            return {i: 0.0 for i in ids}
+        found = {}
+        for chunk_id in ids:
+            tokens = self._docs.get(chunk_id)
+            present = known.intersection(tokens.tolist()) if tokens is not None else set()
+            found[chunk_id] = float(sum(weights[t] for t in present) / total)
+        return found
+
+    def _words(self, query: str) -> set[str]:
+        """The query's word-level terms: no phrases, no CJK bigrams, no Hangul bigrams."""
+        mode: KoreanMode = "bigram" if self._korean == "bigram" else "kiwi"
+        return {
+            t
+            for t in tokenize(query, korean=mode, query=True)
+            if _PHRASE_JOINER not in t and not _CJK_BIGRAM.fullmatch(t)
+        }
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write the index to ``directory`` atomically (temp file, then os.replace)."""

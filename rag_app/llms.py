@@ -8,6 +8,11 @@ with the sentences of the retrieved chunks sharing the most (rare) keywords with
 each marked with its source number. It never pretends to be an LLM; every answer says which
 mode produced it. Sentence scoring reuses the keyword tokenizer so Korean particles and
 English inflections match.
+
+Only sources whose absolute relevance reaches the threshold (`Source.relevant`, carried by the
+retriever's `RelevantNode`s, see rag_app/relevance.py) are quoted or shown to the LLM; when there
+is none, the extractive answer says so in the question's language and the LLM is told that
+nothing relevant was found.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryType, Text
 
 from rag_app.errors import ConfigError
 from rag_app.keyword import tokenize
+from rag_app.relevance import nothing_relevant_message
 from rag_app.settings import Settings
 
 SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?。！？])\s+")
@@ -42,10 +48,18 @@ SYSTEM_PROMPT = (
     "[1], [2], ... Answer in the language of the question. If the sources do not contain the "
     "answer, say so."
 )
+NOTHING_RELEVANT_PROMPT = (
+    "No document passage relevant to this question was found. Say that the documents do not "
+    "cover it, in the language of the question; do not answer from general knowledge."
+)
 
 
 @dataclass(frozen=True)
 class Source:
+    """A retrieved chunk. `score` ranks it among this query's results (fused, 0 to 1, the best
+    is 1.0 even when nothing matches); `relevance` says how well it matches the question in
+    absolute terms, and `relevant` whether that reaches the embedding model's threshold."""
+
     number: int
     doc_id: str
     score: float
@@ -53,6 +67,8 @@ class Source:
     start_char: int | None
     end_char: int | None
     source: str = ""
+    relevance: float | None = None
+    relevant: bool = True
 
 
 @dataclass(frozen=True)
@@ -74,10 +90,17 @@ class Answer:
     def __str__(self) -> str:
         lines = [f"Answer ({self.mode}):", self.text, "", "Sources:"]
         lines += [
-            f"[{s.number}] {s.doc_id} (score {s.score:.3f}, chars {s.start_char}-{s.end_char})"
+            f"[{s.number}] {s.doc_id} (score {s.score:.3f}{_relevance(s)}, "
+            f"chars {s.start_char}-{s.end_char})"
             for s in self.sources
         ]
         return "\n".join(lines)
+
+
+def _relevance(source: Source) -> str:
+    if source.relevance is None:
+        return ""
+    return f", relevance {source.relevance:.2f}" + ("" if source.relevant else " - not relevant")
 
 
 def sentences(text: str) -> list[str]:
@@ -91,10 +114,13 @@ def sentences(text: str) -> list[str]:
 
 
 def extract_answer(question: str, sources: Sequence[Source]) -> str:
-    """The best sentences of the sources for the question, marked with source numbers."""
+    """The best sentences of the relevant sources for the question, marked with source numbers."""
+    if sources and not any(s.relevant for s in sources):
+        return nothing_relevant_message(question)
     candidates = [
         (source.number, rank, sentence)
         for rank, source in enumerate(sources)
+        if source.relevant
         for sentence in sentences(source.text)
     ]
     if not candidates:
@@ -394,7 +420,11 @@ def _messages(
 
 
 def prompt(question: str, sources: Sequence[Source]) -> str:
-    context = "\n\n".join(f"[{s.number}] {s.text}" for s in sources)
+    """The user message: the relevant sources and the question (or that nothing is relevant)."""
+    relevant = [s for s in sources if s.relevant]
+    if not relevant:
+        return f"{NOTHING_RELEVANT_PROMPT}\n\nQuestion: {question}"
+    context = "\n\n".join(f"[{s.number}] {s.text}" for s in relevant)
     return f"Sources:\n{context}\n\nQuestion: {question}"
 
 

@@ -33,6 +33,7 @@ from rag_app.files import file_signature, locked
 from rag_app.fusion import fuse
 from rag_app.ingestion import searched_text
 from rag_app.keyword import KeywordIndex
+from rag_app.relevance import Relevance
 from rag_app.rerank import RERANK_CANDIDATES, Reranker
 from rag_app.settings import RetrieverName
 from rag_app.stores.base import Backend, DocRecord
@@ -222,21 +223,38 @@ class HybridRetriever(BaseRetriever):
 
     def search(self, query: str, top_k: int) -> list[NodeWithScore]:
         """The top_k chunks for `query`, reranked when a reranker is configured."""
-        if self.reranker is None:
-            return self._first_stage(query, top_k)
-        candidates = self._first_stage(query, top_k * RERANK_CANDIDATES)
-        return self.reranker.rerank(query, candidates, top_k)
+        return [hit for hit, _ in self.search_with_relevance(query, top_k)]
 
-    def _first_stage(self, query: str, top_k: int) -> list[NodeWithScore]:
+    def search_with_relevance(
+        self, query: str, top_k: int
+    ) -> list[tuple[NodeWithScore, Relevance]]:
+        """The top_k chunks, each with its absolute relevance signals (rag_app.relevance)."""
+        if self.reranker is None:
+            hits, dense = self._first_stage(query, top_k)
+        else:
+            candidates, dense = self._first_stage(query, top_k * RERANK_CANDIDATES)
+            hits = self.reranker.rerank(query, candidates, top_k)
+        ids = [hit.node.node_id for hit in hits]
+        coverage = self.keyword.index.coverage(query, ids) if self.keyword else {}
+        return [
+            (hit, Relevance(dense.get(i), coverage.get(i)))
+            for hit, i in zip(hits, ids, strict=True)
+        ]
+
+    def _first_stage(self, query: str, top_k: int) -> tuple[list[NodeWithScore], dict[str, float]]:
+        """The ranked chunks, and the cosine similarity of those the dense list found."""
         if self.mode == "dense":
-            return self._dense(query, top_k)
+            hits = self._dense(query, top_k)
+            return hits, _similarities(hits)
         if self.mode == "keyword":
-            return self._with_nodes(self._keyword(query, top_k), {})
+            return self._with_nodes(self._keyword(query, top_k), {}), {}
         candidates = max(top_k * CANDIDATE_FACTOR, MIN_CANDIDATES)
         dense = self._dense(query, candidates)
         keyword = self._keyword(query, candidates)
         fused = fuse([(n.node.node_id, n.score or 0.0) for n in dense], keyword, top_k)
-        return self._with_nodes(fused, {n.node.node_id: n.node for n in dense})
+        return self._with_nodes(fused, {n.node.node_id: n.node for n in dense}), _similarities(
+            dense
+        )
 
     def _dense(self, query: str, top_k: int) -> list[NodeWithScore]:
         return self.backend.query(self.embedder.embed_query(query), top_k)
@@ -253,3 +271,7 @@ class HybridRetriever(BaseRetriever):
         if missing:
             known = {**known, **self.backend.fetch_nodes(missing)}
         return [NodeWithScore(node=known[i], score=s) for i, s in ranked if i in known]
+
+
+def _similarities(hits: list[NodeWithScore]) -> dict[str, float]:
+    return {hit.node.node_id: float(hit.score or 0.0) for hit in hits}

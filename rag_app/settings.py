@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     top_k: int = _env("RAG_TOP_K", 5, ge=1, le=100)
     retriever: RetrieverName = _env("RAG_RETRIEVER", "hybrid")
     reranker: str = _env("RAG_RERANKER", "none")
+    min_relevance: float | None = _env("RAG_MIN_RELEVANCE", None, ge=0.0, le=1.0)
     memory_index: MemoryIndexName = _env("RAG_MEMORY_INDEX", "exact")
     hnsw_m: int = _env("RAG_HNSW_M", 16, ge=2, le=256)
     hnsw_ef_construction: int = _env("RAG_HNSW_EF_CONSTRUCTION", 100, ge=4, le=4096)

@@ -1,0 +1,146 @@
+"""Calibrate the "nothing relevant found" threshold of an embedding model (one command).
+
+Half of each corpus's documents are removed (seeded): questions about a removed document are
+unanswerable, the others answerable. The kept half is ingested with the configured embedder
+(RAG_EMBED_MODEL) and every sampled question is retrieved; a question's relevance is its best
+source's. The threshold is the highest one at which at most MAX_FALSE_REFUSAL of the answerable
+questions of every language would be refused; the report gives, per language, the share of
+unanswerable questions refused at it (target >= 0.9) and of answerable ones (<= 0.02).
+
+    .venv/bin/python -m benchmarks.relevance_calibration          # the model of RAG_EMBED_MODEL
+    RAG_EMBED_MODEL=e5 .venv/bin/python -m benchmarks.relevance_calibration --questions 100
+
+Put the printed thresholds into rag_app/relevance.py's MIN_RELEVANCE under the printed model
+id (keyword: hybrid and keyword retrievers; dense: RAG_RETRIEVER=dense).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+from llama_index.core import Document
+
+from rag_app.embeddings import Embedder
+from rag_app.eval import scratch_app
+from rag_app.loaders import read_squad
+from rag_app.settings import load_settings
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATASETS = {
+    "en": SHARED / "xquad" / "xquad.en.json",
+    "zh": SHARED / "xquad" / "xquad.zh.json",
+    "ko": SHARED / "klue" / "klue-sts-v1.1_dev.json",
+}
+MAX_FALSE_REFUSAL = 0.02
+TOP_K = 5
+
+
+def squad_split(path: Path, seed: int) -> tuple[list[Document], list[str], list[str]]:
+    """(kept articles, answerable questions, unanswerable questions)."""
+    documents, questions = read_squad(path)
+    removed = set(random.Random(seed).sample([d.doc_id for d in documents], len(documents) // 2))
+    kept = [d for d in documents if d.doc_id not in removed]
+    answerable = [q.question for q in questions if q.doc_id not in removed]
+    unanswerable = [q.question for q in questions if q.doc_id in removed]
+    return kept, answerable, unanswerable
+
+
+def pairs_split(path: Path, seed: int) -> tuple[list[Document], list[str], list[str]]:
+    """KLUE-STS: a sentence1 (label >= 4) asks for its sentence2; half of those are removed."""
+    pairs = [p for p in json.loads(path.read_text(encoding="utf-8")) if p["labels"]["label"] >= 4]
+    partners = sorted({p["sentence2"] for p in json.loads(path.read_text(encoding="utf-8"))})
+    targets = sorted({p["sentence2"] for p in pairs})
+    removed = set(random.Random(seed).sample(targets, len(targets) // 2))
+    kept = [Document(id_=f"s2-{i:05d}", text=t) for i, t in enumerate(partners) if t not in removed]
+    answerable = [p["sentence1"] for p in pairs if p["sentence2"] not in removed]
+    unanswerable = [p["sentence1"] for p in pairs if p["sentence2"] in removed]
+    return kept, answerable, unanswerable
+
+
+def split(language: str, seed: int) -> tuple[list[Document], list[str], list[str]]:
+    path = DATASETS[language]
+    return pairs_split(path, seed) if language == "ko" else squad_split(path, seed)
+
+
+def signals(
+    language: str, questions: int, seed: int, workdir: Path, embedder: Embedder | None = None
+) -> dict[str, Any]:
+    """Per sampled question, the (dense, keyword) relevance signals of its top TOP_K sources."""
+    kept, answerable, unanswerable = split(language, seed)
+    rng = random.Random(seed)
+    sample = {
+        "answerable": rng.sample(answerable, min(questions, len(answerable))),
+        "unanswerable": rng.sample(unanswerable, min(questions, len(unanswerable))),
+    }
+    settings = load_settings(data_dir=workdir, vector_store="memory")
+    with scratch_app(settings, embedder) as app:
+        app.ingest_documents(kept)
+        found = {
+            kind: [
+                [(r.dense, r.keyword) for _, r in app.retriever.search_with_relevance(q, TOP_K)]
+                for q in asked
+            ]
+            for kind, asked in sample.items()
+        }
+        return {"model": app.embedder.model_id, **found}
+
+
+def best(found: list[list[list[float | None]]], signal: int) -> list[float]:
+    """Per question, its best source's value of one signal (0 = dense, 1 = keyword)."""
+    return [max((s[signal] or 0.0 for s in sources), default=0.0) for sources in found]
+
+
+def refusal_rates(raw: dict[str, Any], threshold: float, signal: int = 1) -> dict[str, float]:
+    """Share of answerable and of unanswerable questions refused at `threshold`."""
+    return {
+        kind: round(sum(v < threshold for v in best(raw[kind], signal)) / len(raw[kind]), 3)
+        for kind in ("answerable", "unanswerable")
+    }
+
+
+def calibrate(raw: dict[str, dict[str, Any]], signal: int) -> dict[str, Any]:
+    """The highest threshold refusing at most MAX_FALSE_REFUSAL answerable questions anywhere."""
+    values = sorted({v for data in raw.values() for v in best(data["answerable"], signal)})
+    allowed = [
+        t
+        for t in values
+        if all(refusal_rates(d, t, signal)["answerable"] <= MAX_FALSE_REFUSAL for d in raw.values())
+    ]
+    threshold = round(max(allowed, default=0.0) - 0.005, 3) if allowed else 0.0
+    return {
+        "threshold": threshold,
+        "rates": {language: refusal_rates(d, threshold, signal) for language, d in raw.items()},
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", type=int, default=200, help="per kind and language")
+    parser.add_argument("--languages", default="en,zh,ko")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", type=Path, default=Path(".rag_data/relevance-calibration"))
+    parser.add_argument("--dump", type=Path, help="write the raw signals here (JSON)")
+    args = parser.parse_args(argv)
+    raw = {
+        language: signals(language, args.questions, args.seed, args.workdir)
+        for language in args.languages.split(",")
+    }
+    if args.dump:
+        args.dump.write_text(json.dumps(raw))
+    model = next(iter(raw.values()))["model"]
+    result = {
+        "model": model,
+        "questions_per_kind": args.questions,
+        "keyword": calibrate(raw, 1),
+        "dense": calibrate(raw, 0),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

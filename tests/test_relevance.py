@@ -1,0 +1,97 @@
+"""Absolute relevance: an irrelevant question gets "nothing relevant", never a padded answer.
+
+Over the bundled samples (English and Korean), then a floor on the shared data: questions
+whose article was removed from the corpus must mostly be refused, answerable ones almost never.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rag_app.app import RagApp
+from rag_app.embeddings import Embedder
+from rag_app.llms import NOTHING_RELEVANT_PROMPT, Source, extract_answer, prompt
+from rag_app.relevance import NOTHING_RELEVANT, min_relevance
+from rag_app.settings import load_settings
+from tests.conftest import require_shared
+
+SAMPLES = Path(__file__).resolve().parents[1] / "rag_app" / "samples"
+
+
+@pytest.fixture(scope="module")
+def samples_app(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[RagApp]:
+    data_dir = tmp_path_factory.mktemp("relevance")
+    settings = load_settings(data_dir=data_dir, vector_store="memory", llm="extractive")
+    with RagApp(settings, embedder=embedder) as app:
+        app.ingest([SAMPLES])
+        yield app
+
+
+@pytest.mark.parametrize(
+    ("question", "language"),
+    [("xyzzy plugh frobnicate", "en"), ("김치찌개는 어떻게 끓이나요?", "ko")],
+)
+def test_an_irrelevant_question_gets_nothing_relevant_in_its_language(
+    samples_app: RagApp, question: str, language: str
+) -> None:
+    answer = samples_app.query(question)
+    assert answer.text == NOTHING_RELEVANT[language]
+    assert answer.sources and not any(s.relevant for s in answer.sources)
+    assert all(s.relevance is not None and s.relevance < 0.3 for s in answer.sources)
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("What does ef_search control in HNSW?", "hnsw.md"),
+        ("HNSW 알고리즘의 계층 구조는 어떻게 동작하나요?", "HNSW_알고리즘.md"),
+    ],
+)
+def test_a_relevant_question_still_gets_an_answer(
+    samples_app: RagApp, question: str, expected: str
+) -> None:
+    answer = samples_app.query(question)
+    assert answer.text not in NOTHING_RELEVANT.values()
+    assert answer.sources[0].relevant and answer.sources[0].doc_id.endswith(expected)
+
+
+def source(number: int, text: str, relevant: bool) -> Source:
+    return Source(
+        number, f"d{number}", 1.0, text, 0, len(text), "", 0.9 if relevant else 0.1, relevant
+    )
+
+
+def test_extractive_answers_quote_no_source_below_the_threshold() -> None:
+    sources = [
+        source(1, "HNSW builds a layered graph of vectors.", relevant=True),
+        source(2, "The HNSW graph has layers. Layers speed up search.", relevant=False),
+    ]
+    answer = extract_answer("How are HNSW layers built?", sources)
+    assert "[1]" in answer and "[2]" not in answer
+
+
+def test_the_llm_is_told_when_nothing_is_relevant() -> None:
+    irrelevant = source(1, "Bananas are yellow.", relevant=False)
+    told = prompt("xyzzy?", [irrelevant])
+    assert NOTHING_RELEVANT_PROMPT in told and "Bananas" not in told
+    assert "[1] Bananas are yellow." in prompt("bananas?", [source(1, "Bananas are yellow.", True)])
+
+
+def test_rag_min_relevance_overrides_the_model_table() -> None:
+    assert min_relevance("local:all-MiniLM-L6-v2", True, 0.05) == 0.05
+    assert min_relevance("never-calibrated", True, None) == min_relevance("never-seen", True, None)
+
+
+def test_unanswerable_questions_are_refused_and_answerable_ones_are_not(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    require_shared("data/xquad/xquad.en.json")
+    from benchmarks.relevance_calibration import refusal_rates, signals
+
+    found = signals("en", 50, 0, tmp_path, embedder)
+    rates = refusal_rates(found, min_relevance(embedder.model_id, True, None))
+    assert rates["unanswerable"] >= 0.9
+    assert rates["answerable"] <= 0.02
