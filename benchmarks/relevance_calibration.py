@@ -3,15 +3,16 @@
 Half of each corpus's documents are removed (seeded): questions about a removed document are
 unanswerable, the others answerable. The kept half is ingested with the configured embedder
 (RAG_EMBED_MODEL) and every sampled question is retrieved; a question's relevance is its best
-source's. The threshold is the highest one at which at most MAX_FALSE_REFUSAL of the answerable
-questions of every language would be refused; the report gives, per language, the share of
-unanswerable questions refused at it (target >= 0.9) and of answerable ones (<= 0.02).
+source's. Per language, the threshold is the highest at which at most MAX_FALSE_REFUSAL of
+the answerable questions are refused; the report gives the share of unanswerable questions
+refused at it (target >= 0.9) and of answerable ones (<= 0.02), for keyword coverage (hybrid
+and keyword retrievers) and for the cosine (RAG_RETRIEVER=dense).
 
     .venv/bin/python -m benchmarks.relevance_calibration          # the model of RAG_EMBED_MODEL
     RAG_EMBED_MODEL=e5 .venv/bin/python -m benchmarks.relevance_calibration --questions 100
 
 Put the printed thresholds into rag_app/relevance.py's MIN_RELEVANCE under the printed model
-id (keyword: hybrid and keyword retrievers; dense: RAG_RETRIEVER=dense).
+id (thresholds per signal and language).
 """
 
 from __future__ import annotations
@@ -104,18 +105,17 @@ def refusal_rates(raw: dict[str, Any], threshold: float, signal: int = 1) -> dic
 
 
 def calibrate(raw: dict[str, dict[str, Any]], signal: int) -> dict[str, Any]:
-    """The highest threshold refusing at most MAX_FALSE_REFUSAL answerable questions anywhere."""
-    values = sorted({v for data in raw.values() for v in best(data["answerable"], signal)})
-    allowed = [
-        t
-        for t in values
-        if all(refusal_rates(d, t, signal)["answerable"] <= MAX_FALSE_REFUSAL for d in raw.values())
-    ]
-    threshold = round(max(allowed, default=0.0) - 0.005, 3) if allowed else 0.0
-    return {
-        "threshold": threshold,
-        "rates": {language: refusal_rates(d, threshold, signal) for language, d in raw.items()},
-    }
+    """Per language, the highest threshold refusing at most MAX_FALSE_REFUSAL of the answerable
+    questions, and the refusal rates at it."""
+    found = {}
+    for language, data in raw.items():
+        values = sorted(set(best(data["answerable"], signal)))
+        allowed = [
+            t for t in values if refusal_rates(data, t, signal)["answerable"] <= MAX_FALSE_REFUSAL
+        ]
+        threshold = max(round(max(allowed, default=0.0) - 0.005, 3), 0.0)
+        found[language] = {"threshold": threshold, **refusal_rates(data, threshold, signal)}
+    return found
 
 
 def main(argv: list[str] | None = None) -> None:

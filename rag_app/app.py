@@ -254,7 +254,9 @@ class RagApp:
         self._check_embedding()
         found = self.retriever.search_with_relevance(question, top_k or self.settings.top_k)
         keyword = self.keyword is not None
-        threshold = min_relevance(self.embedder.model_id, keyword, self.settings.min_relevance)
+        threshold = min_relevance(
+            self.embedder.model_id, keyword, self.settings.min_relevance, question
+        )
         return [
             _source(number, hit, relevance.score(keyword), threshold)
             for number, (hit, relevance) in enumerate(found, start=1)
