@@ -34,7 +34,7 @@ from rag_app.errors import RagAppError
 from rag_app.ingestion import Ingestor, IngestReport, delete_documents
 from rag_app.llms import Answer, Answerer, Source, build_answerer
 from rag_app.loaders import document_id, documents_from_python, legacy_document_id, load_paths
-from rag_app.relevance import min_relevance
+from rag_app.relevance import RelevantNode
 from rag_app.rerank import build_reranker
 from rag_app.retrieval import HybridRetriever, KeywordSearch, KeywordSync
 from rag_app.settings import Settings, check_top_k, load_settings
@@ -126,6 +126,7 @@ class RagApp:
             self.settings.retriever,
             top_k,
             self.reranker,
+            self.settings.min_relevance,
         )
 
     def _ingestor(self) -> Ingestor:
@@ -252,15 +253,8 @@ class RagApp:
         check_question(question)
         check_top_k(top_k)
         self._check_embedding()
-        found = self.retriever.search_with_relevance(question, top_k or self.settings.top_k)
-        keyword = self.keyword is not None
-        threshold = min_relevance(
-            self.embedder.model_id, keyword, self.settings.min_relevance, question
-        )
-        return [
-            _source(number, hit, relevance.score(keyword), threshold)
-            for number, (hit, relevance) in enumerate(found, start=1)
-        ]
+        found = self.retriever.search(question, top_k or self.settings.top_k)
+        return [_source(number, hit) for number, hit in enumerate(found, start=1)]
 
     def query(self, question: str, top_k: int | None = None) -> Answer:
         """An answer with its numbered sources (`as_query_engine().query`, as an `Answer`)."""
@@ -282,7 +276,7 @@ class RagApp:
         return answer, _filling(answer, response.response_gen, self.answerer)
 
     def _answer(self, question: str, text: str, nodes: Sequence[NodeWithScore]) -> Answer:
-        sources = [_source(number, hit, None, 0.0) for number, hit in enumerate(nodes, start=1)]
+        sources = [_source(number, hit) for number, hit in enumerate(nodes, start=1)]
         return Answer(question, text, self.answerer.mode, sources)
 
     def chat(self) -> ChatSession:
@@ -402,9 +396,8 @@ def check_question(question: str) -> None:
         )
 
 
-def _source(
-    number: int, hit: NodeWithScore, relevance: float | None, threshold: float
-) -> Source:
+def _source(number: int, hit: NodeWithScore) -> Source:
+    """A source for the answer; relevance only when the app's retriever judged it."""
     node = hit.node
     return Source(
         number=number,
@@ -414,6 +407,6 @@ def _source(
         start_char=node.start_char_idx,
         end_char=node.end_char_idx,
         source=str(node.metadata.get("source", "")),
-        relevance=relevance,
-        relevant=relevance is None or relevance >= threshold,
+        relevance=hit.relevance if isinstance(hit, RelevantNode) else None,
+        relevant=hit.relevant if isinstance(hit, RelevantNode) else True,
     )

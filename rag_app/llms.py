@@ -36,7 +36,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryType, Text
 
 from rag_app.errors import ConfigError
 from rag_app.keyword import tokenize
-from rag_app.relevance import nothing_relevant_message
+from rag_app.relevance import is_relevant, nothing_relevant_message
 from rag_app.settings import Settings
 
 SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?。！？])\s+")
@@ -171,9 +171,8 @@ class ExtractiveSynthesizer(BaseSynthesizer):
         **response_kwargs: Any,
     ) -> RESPONSE_TYPE:
         # Sentences come from the chunks' own text, not the metadata LlamaIndex puts around it.
-        plain = [n.node.get_content() for n in nodes]
         return super().synthesize(
-            query, nodes, additional_source_nodes, plain_texts=plain, **response_kwargs
+            query, nodes, additional_source_nodes, **_extractive_kwargs(nodes), **response_kwargs
         )
 
     async def asynthesize(
@@ -183,15 +182,17 @@ class ExtractiveSynthesizer(BaseSynthesizer):
         additional_source_nodes: Sequence[NodeWithScore] | None = None,
         **response_kwargs: Any,
     ) -> RESPONSE_TYPE:
-        plain = [n.node.get_content() for n in nodes]
         return await super().asynthesize(
-            query, nodes, additional_source_nodes, plain_texts=plain, **response_kwargs
+            query, nodes, additional_source_nodes, **_extractive_kwargs(nodes), **response_kwargs
         )
 
-    def _answer(self, query_str: str, text_chunks: Sequence[str]) -> str:
+    def _answer(
+        self, query_str: str, text_chunks: Sequence[str], relevant: Sequence[bool] | None
+    ) -> str:
+        flags = relevant or [True] * len(text_chunks)
         sources = [
-            Source(number, "", 0.0, text, None, None)
-            for number, text in enumerate(text_chunks, start=1)
+            Source(number, "", 0.0, text, None, None, relevant=flag)
+            for number, (text, flag) in enumerate(zip(text_chunks, flags, strict=True), start=1)
         ]
         return extract_answer(query_str, sources)
 
@@ -200,9 +201,10 @@ class ExtractiveSynthesizer(BaseSynthesizer):
         query_str: str,
         text_chunks: Sequence[str],
         plain_texts: Sequence[str] | None = None,
+        relevant: Sequence[bool] | None = None,
         **response_kwargs: Any,
     ) -> Any:
-        answer = self._answer(query_str, plain_texts or text_chunks)
+        answer = self._answer(query_str, plain_texts or text_chunks, relevant)
         return _pieces(answer) if self._streaming else answer
 
     async def aget_response(
@@ -210,10 +212,19 @@ class ExtractiveSynthesizer(BaseSynthesizer):
         query_str: str,
         text_chunks: Sequence[str],
         plain_texts: Sequence[str] | None = None,
+        relevant: Sequence[bool] | None = None,
         **response_kwargs: Any,
     ) -> Any:
-        answer = self._answer(query_str, plain_texts or text_chunks)
+        answer = self._answer(query_str, plain_texts or text_chunks, relevant)
         return _one_piece(answer) if self._streaming else answer
+
+
+def _extractive_kwargs(nodes: Sequence[NodeWithScore]) -> dict[str, list[Any]]:
+    """The chunks' own text and relevance verdicts, for `ExtractiveSynthesizer.get_response`."""
+    return {
+        "plain_texts": [n.node.get_content() for n in nodes],
+        "relevant": [is_relevant(n) for n in nodes],
+    }
 
 
 def _pieces(text: str) -> Iterator[str]:
@@ -271,14 +282,19 @@ class CitingSynthesizer(BaseSynthesizer):
 
 
 def numbered(nodes: Sequence[NodeWithScore]) -> list[NodeWithScore]:
-    """Copies of the nodes whose text for the LLM starts with its source number."""
-    return [
+    """Copies of the relevant nodes whose text for the LLM starts with its source number; when
+    none of the retrieved nodes is relevant, one passage telling the LLM so."""
+    relevant = [
         NodeWithScore(
             node=TextNode(text=f"[{number}] {hit.node.get_content(MetadataMode.LLM)}"),
             score=hit.score,
         )
         for number, hit in enumerate(nodes, start=1)
+        if is_relevant(hit)
     ]
+    if nodes and not relevant:
+        return [NodeWithScore(node=TextNode(text=NOTHING_RELEVANT_PROMPT), score=0.0)]
+    return relevant
 
 
 class CitingChatEngine(CondensePlusContextChatEngine):
@@ -422,7 +438,7 @@ def _messages(
 def prompt(question: str, sources: Sequence[Source]) -> str:
     """The user message: the relevant sources and the question (or that nothing is relevant)."""
     relevant = [s for s in sources if s.relevant]
-    if not relevant:
+    if sources and not relevant:
         return f"{NOTHING_RELEVANT_PROMPT}\n\nQuestion: {question}"
     context = "\n\n".join(f"[{s.number}] {s.text}" for s in relevant)
     return f"Sources:\n{context}\n\nQuestion: {question}"

@@ -14,6 +14,10 @@ keyword index (RAG_RETRIEVER=dense). A question whose best source is under the t
 `Embedder.model_id`) and question language by `benchmarks/relevance_calibration.py` and kept in
 MIN_RELEVANCE; RAG_MIN_RELEVANCE overrides them.
 
+The retriever returns `RelevantNode`s: LlamaIndex `NodeWithScore`s that also carry the relevance
+and the verdict, so they reach the synthesizers and `response.source_nodes` through any
+LlamaIndex query or chat engine unchanged.
+
 Measured for MiniLM (XQuAD en/zh and KLUE-STS, half of the documents removed, 60 answerable and
 60 unanswerable questions per language): at thresholds refusing at most 2% of the answerable
 questions, coverage refuses 78% (en), 67% (zh) and 60% (ko) of the unanswerable ones - short of
@@ -26,6 +30,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from llama_index.core.schema import NodeWithScore
 
 #: Per embedding model, per signal and question language: the minimum relevance.
 MIN_RELEVANCE: dict[str, dict[str, dict[str, float]]] = {
@@ -62,6 +68,18 @@ class Relevance:
         """Keyword coverage when there is a keyword index, else the cosine similarity."""
         value = self.keyword if keyword_index else self.dense
         return 0.0 if value is None else value
+
+
+class RelevantNode(NodeWithScore):
+    """A retrieved node with its absolute relevance and whether it reaches the threshold."""
+
+    relevance: float
+    relevant: bool
+
+
+def is_relevant(hit: NodeWithScore) -> bool:
+    """False only for a node the retriever judged irrelevant (other retrievers judge nothing)."""
+    return not isinstance(hit, RelevantNode) or hit.relevant
 
 
 def min_relevance(

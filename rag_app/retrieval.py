@@ -33,7 +33,7 @@ from rag_app.files import file_signature, locked
 from rag_app.fusion import fuse
 from rag_app.ingestion import searched_text
 from rag_app.keyword import KeywordIndex
-from rag_app.relevance import Relevance
+from rag_app.relevance import Relevance, RelevantNode, min_relevance
 from rag_app.rerank import RERANK_CANDIDATES, Reranker
 from rag_app.settings import RetrieverName
 from rag_app.stores.base import Backend, DocRecord
@@ -209,7 +209,9 @@ class HybridRetriever(BaseRetriever):
         mode: RetrieverName = "hybrid",
         top_k: int = 5,
         reranker: Reranker | None = None,
+        min_relevance: float | None = None,
     ) -> None:
+        """`min_relevance` overrides the model's relevance threshold (RAG_MIN_RELEVANCE)."""
         super().__init__()
         self.backend = backend
         self.embedder = embedder
@@ -217,13 +219,28 @@ class HybridRetriever(BaseRetriever):
         self.mode = mode
         self.top_k = top_k
         self.reranker = reranker
+        self.min_relevance = min_relevance
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         return self.search(query_bundle.query_str, self.top_k)
 
-    def search(self, query: str, top_k: int) -> list[NodeWithScore]:
-        """The top_k chunks for `query`, reranked when a reranker is configured."""
-        return [hit for hit, _ in self.search_with_relevance(query, top_k)]
+    def search(self, query: str, top_k: int) -> list[RelevantNode]:
+        """The top_k chunks for `query`, reranked when a reranker is configured, each with its
+        relevance and whether it reaches the threshold for this model and question."""
+        keyword = self.keyword is not None
+        threshold = min_relevance(self.embedder.model_id, keyword, self.min_relevance, query)
+        found = []
+        for hit, signals in self.search_with_relevance(query, top_k):
+            relevance = signals.score(keyword)
+            found.append(
+                RelevantNode(
+                    node=hit.node,
+                    score=hit.score,
+                    relevance=relevance,
+                    relevant=relevance >= threshold,
+                )
+            )
+        return found
 
     def search_with_relevance(
         self, query: str, top_k: int

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from llama_index.core.schema import NodeWithScore, TextNode
 
 from rag_app.app import RagApp
 from rag_app.embeddings import Embedder
-from rag_app.llms import NOTHING_RELEVANT_PROMPT, Source, extract_answer, prompt
-from rag_app.relevance import NOTHING_RELEVANT, min_relevance
+from rag_app.llms import NOTHING_RELEVANT_PROMPT, Source, extract_answer, numbered, prompt
+from rag_app.relevance import NOTHING_RELEVANT, RelevantNode, min_relevance
 from rag_app.settings import load_settings
 from tests.conftest import require_shared
 
@@ -56,6 +57,37 @@ def test_a_relevant_question_still_gets_an_answer(
     answer = samples_app.query(question)
     assert answer.text not in NOTHING_RELEVANT.values()
     assert answer.sources[0].relevant and answer.sources[0].doc_id.endswith(expected)
+
+
+def test_relevance_flows_through_the_llamaindex_query_and_chat_engines(samples_app: RagApp) -> None:
+    question = "xyzzy plugh frobnicate"
+    response = samples_app.as_query_engine().query(question)
+    assert str(response) == NOTHING_RELEVANT["en"]
+    assert all(isinstance(n, RelevantNode) and not n.relevant for n in response.source_nodes)
+    answer, pieces = samples_app.chat().ask("김치찌개는 어떻게 끓이나요?")
+    assert "".join(pieces) == NOTHING_RELEVANT["ko"] == answer.text
+    assert answer.sources and not any(s.relevant for s in answer.sources)
+
+
+def test_retrieve_gives_each_source_its_relevance(samples_app: RagApp) -> None:
+    sources = samples_app.retrieve("What does ef_search control in HNSW?")
+    assert sources[0].relevant and sources[0].relevance is not None
+    assert sources[0].relevance >= 0.3
+
+
+def node(text: str, relevant: bool) -> RelevantNode:
+    return RelevantNode(
+        node=TextNode(text=text), score=1.0, relevance=0.9 if relevant else 0.1, relevant=relevant
+    )
+
+
+def test_the_llm_synthesizer_sees_only_relevant_sources_under_their_numbers() -> None:
+    shown = numbered([node("Bananas are yellow.", False), node("Apples are red.", True)])
+    assert [n.node.get_content() for n in shown] == ["[2] Apples are red."]
+    told = numbered([node("Bananas are yellow.", False)])
+    assert [n.node.get_content() for n in told] == [NOTHING_RELEVANT_PROMPT]
+    plain = NodeWithScore(node=TextNode(text="Pears."), score=0.5)  # no relevance: shown
+    assert [n.node.get_content() for n in numbered([plain])] == ["[1] Pears."]
 
 
 def source(number: int, text: str, relevant: bool) -> Source:
