@@ -29,6 +29,8 @@ from rag_app.errors import ConfigError
 from rag_app.settings import Settings
 
 LOCAL_MODEL_NAME = "all-MiniLM-L6-v2"
+#: Texts embedded per cache commit: a kill -9 loses at most this many embeddings.
+CACHE_COMMIT_TEXTS = 128
 MINILM_SPECS = ("local", "minilm")
 OPENAI_DEFAULT_CHUNK_TOKENS = 512
 #: USE reads any length (it averages over tokens), so its chunk size is a choice, not a limit.
@@ -136,22 +138,29 @@ class Embedder:
         hashes = [text_hash(t) for t in texts]
         cached = self.cache.get_many(self.model_id, hashes) if self.cache else {}
         todo = {h: t for h, t in zip(hashes, texts, strict=True) if h not in cached}
-        if todo:
-            # Longest first: each model batch then holds texts of similar length, so little
-            # padding is computed (sentence-transformers sorts only within one batch).
-            order = sorted(todo, key=lambda h: len(todo[h]), reverse=True)
-            with self.guard(f"embedding {len(order)} texts"):
-                vectors = self.model.get_text_embedding_batch(
-                    [todo[h] for h in order], show_progress=show_progress
-                )
-            fresh = [(h, np.asarray(v, np.float32)) for h, v in zip(order, vectors, strict=True)]
-            self.texts_embedded += len(fresh)
-            if self.cache:
-                self.cache.put_many(self.model_id, fresh)
-            cached.update(fresh)
+        # Longest first: each model batch then holds texts of similar length, so little
+        # padding is computed (sentence-transformers sorts only within one batch).
+        order = sorted(todo, key=lambda h: len(todo[h]), reverse=True)
+        for start in range(0, len(order), CACHE_COMMIT_TEXTS):
+            part = order[start : start + CACHE_COMMIT_TEXTS]
+            cached.update(self._embed_and_cache(part, todo, show_progress))
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return np.stack([cached[h] for h in hashes])
+
+    def _embed_and_cache(
+        self, hashes: list[bytes], texts: dict[bytes, str], show_progress: bool
+    ) -> list[tuple[bytes, np.ndarray]]:
+        """Embed one part and commit it to the cache at once, so a kill loses one part."""
+        with self.guard(f"embedding {len(hashes)} texts"):
+            vectors = self.model.get_text_embedding_batch(
+                [texts[h] for h in hashes], show_progress=show_progress
+            )
+        fresh = [(h, np.asarray(v, np.float32)) for h, v in zip(hashes, vectors, strict=True)]
+        self.texts_embedded += len(fresh)
+        if self.cache:
+            self.cache.put_many(self.model_id, fresh)
+        return fresh
 
     def embed_query(self, text: str) -> list[float]:
         with self.guard("embedding the question"):

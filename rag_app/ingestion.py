@@ -5,10 +5,18 @@ nothing: no chunking, no embedding, no write). Changed documents are chunked, em
 the embedding cache) and written with stable chunk ids, `<doc key>:<position>`, so writing the
 same document twice overwrites instead of duplicating.
 
+Chunks stream: a document is chunked a section at a time (`Chunker.iter_split`) and its chunks
+are embedded and written in groups of GROUP_CHUNKS (small documents share a group, a large one
+is written in several slices), so memory does not grow with a document's size, progress (in
+characters) advances per group, and the embedding cache has committed all but the last group
+when a kill comes.
+
 Crash safety (Ctrl-C, kill -9, a server dying) comes from the order of writes:
-1. a *pending* catalog record, whose chunk count covers both the old and the new version;
-2. the chunks (upsert), then deletion of the old version's surplus chunks;
-3. the final record, written only after the store made the chunks durable.
+1. a *pending* catalog record, whose chunk count covers both the old version and every chunk
+   of the new one written so far (raised again before each slice of a large document);
+2. the chunks (upsert); after the document's last slice, deletion of the old version's surplus;
+3. the final record, written only after the last slice and after the store made the chunks
+   durable.
 A re-run treats a pending document as changed and redoes 2-3, which overwrites what was
 written and deletes what is stale: the store ends with exactly the new chunks.
 """
@@ -18,8 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from llama_index.core import Document
@@ -49,7 +57,8 @@ CHECKPOINT_SECONDS = 30.0
 #: memory persists its whole matrix and records (6 s at 1M chunks on 2 busy cores), which
 #: every 30 s would add 20 % to the ingest of a large store.
 CHECKPOINT_COST_RATIO = 20
-PROGRESS_MIN_CHUNKS = 200
+#: Ingests of fewer characters (about 200 chunks) show no progress bar.
+PROGRESS_MIN_CHARS = 200_000
 
 
 class ChangeListener(Protocol):
@@ -92,17 +101,29 @@ class IngestReport:
 
 
 @dataclass
+class _Planned:
+    """A changed document to chunk and write."""
+
+    document: Document
+    record: DocRecord
+    old_chunks: int
+
+
+@dataclass
 class PendingDocument:
     """A document version to write: its final record, its chunks and what the store holds now.
 
-    `first` is the position of `nodes[0]` in the document: 0, unless a LlamaIndex insert
-    delivers one document's chunks in several batches (`rag_app.llamaindex`).
+    `first` is the position of `nodes[0]` in the document: 0, unless the document is written
+    in slices (a large document, or a LlamaIndex insert delivering one document's chunks in
+    several batches). `last` is False for a slice that more slices of the document follow: its
+    record stays pending and the old version's surplus chunks stay until the last slice.
     """
 
     record: DocRecord
     nodes: list[TextNode]
     old_chunks: int
     first: int = 0
+    last: bool = True
 
     @property
     def end(self) -> int:
@@ -137,14 +158,22 @@ class Ingestor:
         catalog = self.backend.documents()
         work = self._plan(_unique(documents, report), catalog, report)
         if work:
-            self._write(work, report, show_progress)
+            total = sum(len(planned.document.text) for planned in work)
+            bar = tqdm(
+                total=total,
+                unit="char",
+                unit_scale=True,
+                desc="ingest",
+                disable=not show_progress or total < PROGRESS_MIN_CHARS,
+            )
+            self._write(self._slices(work, report), report, bar)
         report.texts_embedded = self.embedder.texts_embedded - embedded_before
         report.seconds = time.perf_counter() - started
         return report
 
     def _plan(
         self, documents: list[Document], catalog: dict[str, DocRecord], report: IngestReport
-    ) -> list[PendingDocument]:
+    ) -> list[_Planned]:
         work = []
         for document in documents:
             digest = self.content_hash(document)
@@ -152,16 +181,9 @@ class Ingestor:
             if old is not None and old.complete and old.content_hash == digest:
                 report.unchanged.append(document.doc_id)
                 continue
-            nodes = self._nodes(document)
-            too_big = oversized(nodes)
-            if too_big:
-                report.skipped.append(LoadProblem(document.doc_id, too_big))
-                continue
             (report.replaced if old else report.added).append(document.doc_id)
-            record = DocRecord(
-                document.doc_id, digest, len(nodes), str(document.metadata.get("source", ""))
-            )
-            work.append(PendingDocument(record, nodes, old.n_chunks if old else 0))
+            record = DocRecord(document.doc_id, digest, 0, str(document.metadata.get("source", "")))
+            work.append(_Planned(document, record, old.n_chunks if old else 0))
         return work
 
     def content_hash(self, document: Document) -> str:
@@ -174,15 +196,12 @@ class Ingestor:
         )
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
-    def _nodes(self, document: Document) -> list[TextNode]:
-        chunks = self.chunker.split(document)
-        ids = chunk_ids(document.doc_id, len(chunks))
+    def _nodes(self, document: Document) -> Iterator[TextNode]:
         metadata = flatten_metadata(document.metadata)
         hidden = [k for k in metadata if k not in SEARCHED_METADATA] + ["doc_id", "chunk_index"]
-        nodes = []
-        for index, (chunk, chunk_id) in enumerate(zip(chunks, ids, strict=True)):
+        for index, chunk in enumerate(self.chunker.iter_split(document)):
             node = TextNode(
-                id_=chunk_id,
+                id_=chunk_ids(document.doc_id, index + 1, index)[0],
                 text=chunk.text,
                 start_char_idx=chunk.start_char_idx,
                 end_char_idx=chunk.end_char_idx,
@@ -191,8 +210,37 @@ class Ingestor:
                 excluded_llm_metadata_keys=hidden,
             )
             node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=document.doc_id)
-            nodes.append(node)
-        return nodes
+            yield node
+
+    def _slices(
+        self, work: list[_Planned], report: IngestReport
+    ) -> Iterator[tuple[list[PendingDocument], int]]:
+        """Groups of at most GROUP_CHUNKS chunks, chunking each document as it goes, each with
+        how many characters of the documents it completes (for the progress bar)."""
+        group: list[PendingDocument] = []
+        size = chars = 0
+        for planned in work:
+            piece = PendingDocument(planned.record, [], planned.old_chunks)
+            group.append(piece)
+            done = 0
+            for node in self._nodes(planned.document):
+                too_big = oversized([node])
+                if too_big:
+                    _skip(planned.document.doc_id, too_big, report)
+                    group = [p for p in group if p is not piece]
+                    size -= len(piece.nodes)
+                    break
+                piece.nodes.append(node)
+                end = node.end_char_idx or done
+                chars, done, size = chars + end - done, end, size + 1
+                if size >= GROUP_CHUNKS:
+                    piece.last = False
+                    yield [_counted(p) for p in group], chars
+                    piece = PendingDocument(planned.record, [], planned.old_chunks, piece.end)
+                    group, size, chars = [piece], 0, 0
+            chars += len(planned.document.text) - done
+        if group:
+            yield [_counted(p) for p in group], chars
 
     def write(
         self, work: list[PendingDocument], report: IngestReport | None = None
@@ -200,28 +248,24 @@ class Ingestor:
         """Write planned document versions (chunks already embedded are not embedded again)."""
         report = report or IngestReport()
         self.backend.check_embedding(self.embedder.model_id, self.embedder.dimension)
-        self._write(work, report, show_progress=False)
+        groups = ((group, 0) for group in _groups(work, GROUP_CHUNKS))
+        self._write(groups, report, tqdm(disable=True))
         return report
 
     def _write(
-        self, work: list[PendingDocument], report: IngestReport, show_progress: bool
+        self, groups: Iterable[tuple[list[PendingDocument], int]], report: IngestReport, bar: Any
     ) -> None:
+        """Write groups of document slices; `bar` advances by each group's progress amount."""
         self.backend.record_embedding(self.embedder.model_id, self.embedder.dimension)
-        total = sum(len(p.nodes) for p in work)
-        bar = tqdm(
-            total=total,
-            unit="chunk",
-            desc="ingest",
-            disable=not show_progress or total < PROGRESS_MIN_CHUNKS,
-        )
         unfinished: list[PendingDocument] = []
         last_checkpoint = time.monotonic()
         interval = CHECKPOINT_SECONDS
         with bar:
-            for group in _groups(work, GROUP_CHUNKS):
+            for group, progress in groups:
                 self._write_group(group, report)
-                unfinished.extend(group)
-                bar.update(sum(len(p.nodes) for p in group))
+                unfinished.extend(p for p in group if p.last)
+                bar.update(progress)
+                bar.set_postfix_str(plural(report.chunks_written, "chunk"), refresh=False)
                 if self.backend.writes_through or time.monotonic() - last_checkpoint > interval:
                     cost = _timed(lambda: self._checkpoint(unfinished))
                     interval = max(CHECKPOINT_SECONDS, CHECKPOINT_COST_RATIO * cost)
@@ -239,14 +283,16 @@ class Ingestor:
             DocRecord(
                 p.record.doc_id,
                 p.record.content_hash,
-                max(p.record.n_chunks, p.old_chunks),
+                max(p.end, p.old_chunks),
                 p.record.source,
                 complete=False,
             )
             for p in group
         )
         self.backend.upsert(nodes)
-        stale = [i for p in group for i in chunk_ids(p.record.doc_id, p.old_chunks, p.end)]
+        stale = [
+            i for p in group if p.last for i in chunk_ids(p.record.doc_id, p.old_chunks, p.end)
+        ]
         self.backend.delete_chunks(stale)
         for listener in self.listeners:
             listener.chunks_written([n.node_id for n in nodes], texts)
@@ -313,6 +359,21 @@ def _groups(work: list[PendingDocument], size: int) -> list[list[PendingDocument
         groups[-1].append(pending)
         count += len(pending.nodes)
     return [g for g in groups if g]
+
+
+def _counted(piece: PendingDocument) -> PendingDocument:
+    """The slice with its record counting every chunk of the document up to its end."""
+    piece.record = replace(piece.record, n_chunks=piece.end)
+    return piece
+
+
+def _skip(doc_id: str, reason: str, report: IngestReport) -> None:
+    """Report a document refused part-way: slices already written stay under a pending
+    record, so the next ingest retries it and the catalog still covers every chunk."""
+    for names in (report.added, report.replaced):
+        if doc_id in names:
+            names.remove(doc_id)
+    report.skipped.append(LoadProblem(doc_id, reason))
 
 
 def oversized(nodes: list[TextNode]) -> str | None:
