@@ -5,14 +5,16 @@ unanswerable, the others answerable. The kept half is ingested with the configur
 (RAG_EMBED_MODEL) and every sampled question is retrieved; a question's relevance is its best
 source's. Per language, the threshold is the highest at which at most MAX_FALSE_REFUSAL of
 the answerable questions are refused; the report gives the share of unanswerable questions
-refused at it (target >= 0.9) and of answerable ones (<= 0.02), for keyword coverage (hybrid
-and keyword retrievers) and for the cosine (RAG_RETRIEVER=dense).
+refused at it (target >= 0.9) and of answerable ones (<= 0.02), for each signal of
+rag_app/relevance.py: hybrid (coverage and cosine, weighted by the model's DENSE_WEIGHT or
+--dense-weight), keyword (coverage) and dense (the cosine, RAG_RETRIEVER=dense).
 
     .venv/bin/python -m benchmarks.relevance_calibration          # the model of RAG_EMBED_MODEL
-    RAG_EMBED_MODEL=e5 .venv/bin/python -m benchmarks.relevance_calibration --questions 100
+    RAG_EMBED_MODEL=local .venv/bin/python -m benchmarks.relevance_calibration --dump raw.json
+    .venv/bin/python -m benchmarks.relevance_calibration --load raw.json --dense-weight 2
 
 Put the printed thresholds into rag_app/relevance.py's MIN_RELEVANCE under the printed model
-id (thresholds per signal and language).
+id (thresholds per signal and language), and the weight into DENSE_WEIGHT.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from llama_index.core import Document
 from rag_app.embeddings import Embedder
 from rag_app.eval import scratch_app
 from rag_app.loaders import read_squad
+from rag_app.relevance import Relevance, Signal, dense_weight
 from rag_app.settings import load_settings
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -91,30 +94,37 @@ def signals(
         return {"model": app.embedder.model_id, **found}
 
 
-def best(found: list[list[list[float | None]]], signal: int) -> list[float]:
-    """Per question, its best source's value of one signal (0 = dense, 1 = keyword)."""
-    return [max((s[signal] or 0.0 for s in sources), default=0.0) for sources in found]
+def best(found: list[list[list[float | None]]], signal: Signal, weight: float) -> list[float]:
+    """Per question, its best source's relevance under `signal` (rag_app.relevance)."""
+    return [
+        max((Relevance(*s).score(signal, weight) for s in sources), default=0.0)
+        for sources in found
+    ]
 
 
-def refusal_rates(raw: dict[str, Any], threshold: float, signal: int = 1) -> dict[str, float]:
+def refusal_rates(
+    raw: dict[str, Any], threshold: float, signal: Signal = "hybrid", weight: float = 0.0
+) -> dict[str, float]:
     """Share of answerable and of unanswerable questions refused at `threshold`."""
     return {
-        kind: round(sum(v < threshold for v in best(raw[kind], signal)) / len(raw[kind]), 3)
+        kind: round(sum(v < threshold for v in best(raw[kind], signal, weight)) / len(raw[kind]), 3)
         for kind in ("answerable", "unanswerable")
     }
 
 
-def calibrate(raw: dict[str, dict[str, Any]], signal: int) -> dict[str, Any]:
+def calibrate(raw: dict[str, dict[str, Any]], signal: Signal, weight: float) -> dict[str, Any]:
     """Per language, the highest threshold refusing at most MAX_FALSE_REFUSAL of the answerable
     questions, and the refusal rates at it."""
     found = {}
     for language, data in raw.items():
-        values = sorted(set(best(data["answerable"], signal)))
+        values = sorted(set(best(data["answerable"], signal, weight)))
         allowed = [
-            t for t in values if refusal_rates(data, t, signal)["answerable"] <= MAX_FALSE_REFUSAL
+            t
+            for t in values
+            if refusal_rates(data, t, signal, weight)["answerable"] <= MAX_FALSE_REFUSAL
         ]
-        threshold = max(round(max(allowed, default=0.0) - 0.005, 3), 0.0)
-        found[language] = {"threshold": threshold, **refusal_rates(data, threshold, signal)}
+        threshold = max(round(max(allowed, default=0.0) - 0.0005, 3), 0.0)
+        found[language] = {"threshold": threshold, **refusal_rates(data, threshold, signal, weight)}
     return found
 
 
@@ -125,19 +135,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=Path(".rag_data/relevance-calibration"))
     parser.add_argument("--dump", type=Path, help="write the raw signals here (JSON)")
+    parser.add_argument("--load", type=Path, help="calibrate the raw signals of a --dump")
+    parser.add_argument("--dense-weight", type=float, help="hybrid weight (default: the model's)")
     args = parser.parse_args(argv)
-    raw = {
-        language: signals(language, args.questions, args.seed, args.workdir)
-        for language in args.languages.split(",")
-    }
+    if args.load:
+        raw = json.loads(args.load.read_text())
+    else:
+        raw = {
+            language: signals(language, args.questions, args.seed, args.workdir)
+            for language in args.languages.split(",")
+        }
     if args.dump:
         args.dump.write_text(json.dumps(raw))
     model = next(iter(raw.values()))["model"]
+    weight = args.dense_weight if args.dense_weight is not None else dense_weight(model)
     result = {
         "model": model,
-        "questions_per_kind": args.questions,
-        "keyword": calibrate(raw, 1),
-        "dense": calibrate(raw, 0),
+        "questions_per_kind": {language: len(data["answerable"]) for language, data in raw.items()},
+        "dense_weight": weight,
+        **{signal: calibrate(raw, signal, weight) for signal in ("hybrid", "keyword", "dense")},
     }
     print(json.dumps(result, indent=2))
 

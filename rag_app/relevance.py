@@ -8,43 +8,62 @@ chunk is relevant needs signals that do not depend on the other candidates:
   (`KeywordIndex.coverage`); a question term that no chunk contains weighs the most;
 * dense similarity: the cosine between question and chunk (for chunks the dense list had).
 
-A source's relevance is its keyword coverage, or its cosine similarity when there is no
-keyword index (RAG_RETRIEVER=dense). A question whose best source is under the threshold gets
-"nothing relevant found". Thresholds are calibrated per embedding model (model id as
-`Embedder.model_id`) and question language by `benchmarks/relevance_calibration.py` and kept in
-MIN_RELEVANCE; RAG_MIN_RELEVANCE overrides them.
+A source's relevance depends on the retriever (its *signal*): hybrid, the weighted mean
+(coverage + w * cosine) / (1 + w) with the model's DENSE_WEIGHT w (a chunk the dense list did
+not have gets the lowest cosine of that list, an upper bound of its own); keyword, the coverage;
+dense (or a keyword index without coverage, Pinecone's sparse index), the cosine. A question
+whose best source is under the threshold gets "nothing relevant found". Thresholds are
+calibrated per embedding model (model id as `Embedder.model_id`), signal and question language
+by `benchmarks/relevance_calibration.py` and kept in MIN_RELEVANCE; RAG_MIN_RELEVANCE overrides
+them.
 
 The retriever returns `RelevantNode`s: LlamaIndex `NodeWithScore`s that also carry the relevance
 and the verdict, so they reach the synthesizers and `response.source_nodes` through any
 LlamaIndex query or chat engine unchanged.
 
-Measured for MiniLM (XQuAD en/zh and KLUE-STS, half of the documents removed, 60 answerable and
-60 unanswerable questions per language): at thresholds refusing at most 2% of the answerable
-questions, coverage refuses 78% (en), 67% (zh) and 60% (ko) of the unanswerable ones - short of
-the 90% goal: removed XQuAD articles share many terms with the kept ones. The cosine is useful
-for English only (78%; MiniLM does not read Chinese or Korean), so dense mode refuses only
-English questions.
+Measured (docs/benchmarks.md, "Relevance"): half of the documents removed, 200 answerable and
+200 unanswerable questions per language (55 each for KLUE ko), thresholds refusing at most 2% of
+the answerable questions. With e5, coverage alone refuses 77% (en), 76% (zh) and 44% (ko) of
+the unanswerable questions; adding the cosine (w = 4) 94.5%, 88% and 69%: the goal of 90% is
+reached for English only. KLUE's "unanswerable" sentences have near-paraphrases left in the
+corpus, which keeps ko low. MiniLM reads neither Chinese nor Korean, so its cosine adds nothing
+there.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from llama_index.core.schema import NodeWithScore
 
+Signal = Literal["hybrid", "keyword", "dense"]
+
+#: Weight of the cosine beside keyword coverage in the hybrid signal, per embedding model
+#: (0: coverage alone, for models whose cosine separates nothing).
+DENSE_WEIGHT: dict[str, float] = {
+    "e5:multilingual-e5-small-q4": 4.0,
+}
 #: Per embedding model, per signal and question language: the minimum relevance.
-MIN_RELEVANCE: dict[str, dict[str, dict[str, float]]] = {
+MIN_RELEVANCE: dict[str, dict[Signal, dict[str, float]]] = {
+    "e5:multilingual-e5-small-q4": {
+        "hybrid": {"en": 0.741, "zh": 0.794, "ko": 0.786},
+        "keyword": {"en": 0.394, "zh": 0.489, "ko": 0.281},
+        "dense": {"en": 0.789, "zh": 0.846, "ko": 0.895},
+    },
     "local:all-MiniLM-L6-v2": {
+        "hybrid": {"en": 0.387, "zh": 0.405, "ko": 0.328},
         "keyword": {"en": 0.387, "zh": 0.405, "ko": 0.328},
         "dense": {"en": 0.301, "zh": 0.0, "ko": 0.0},
     },
 }
-#: For a model that was never calibrated: coverage barely depends on the model (it is the
-#: keyword index's; the lowest calibrated value is used), and a cosine threshold of 0 only
-#: refuses chunks pointing away from the question.
-FALLBACK: dict[str, dict[str, float]] = {
-    "keyword": {"en": 0.328, "zh": 0.328, "ko": 0.328},
+#: For a model that was never calibrated (its DENSE_WEIGHT is 0): coverage barely depends on
+#: the model (it is the keyword index's; the lowest calibrated value is used), and a cosine
+#: threshold of 0 only refuses chunks pointing away from the question.
+FALLBACK: dict[Signal, dict[str, float]] = {
+    "hybrid": {"en": 0.276, "zh": 0.276, "ko": 0.276},
+    "keyword": {"en": 0.276, "zh": 0.276, "ko": 0.276},
     "dense": {"en": 0.0, "zh": 0.0, "ko": 0.0},
 }
 
@@ -64,10 +83,14 @@ class Relevance:
     dense: float | None
     keyword: float | None
 
-    def score(self, keyword_index: bool) -> float:
-        """Keyword coverage when there is a keyword index, else the cosine similarity."""
-        value = self.keyword if keyword_index else self.dense
-        return 0.0 if value is None else value
+    def score(self, signal: Signal, dense_weight: float) -> float:
+        """The relevance under `signal` (see the module docstring); a missing value is 0."""
+        dense, keyword = self.dense or 0.0, self.keyword or 0.0
+        if signal == "dense":
+            return dense
+        if signal == "keyword" or self.dense is None:
+            return keyword
+        return (keyword + dense_weight * dense) / (1 + dense_weight)
 
 
 class RelevantNode(NodeWithScore):
@@ -83,13 +106,16 @@ def is_relevant(hit: NodeWithScore) -> bool:
 
 
 def min_relevance(
-    model_id: str, keyword_index: bool, override: float | None, question: str = ""
+    model_id: str, signal: Signal, override: float | None, question: str = ""
 ) -> float:
     """The threshold for this model, signal and question; `override` is RAG_MIN_RELEVANCE."""
     if override is not None:
         return override
-    table = MIN_RELEVANCE.get(model_id, FALLBACK)
-    return table["keyword" if keyword_index else "dense"][language(question)]
+    return MIN_RELEVANCE.get(model_id, FALLBACK)[signal][language(question)]
+
+
+def dense_weight(model_id: str) -> float:
+    return DENSE_WEIGHT.get(model_id, 0.0)
 
 
 def language(text: str) -> str:

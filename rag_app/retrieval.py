@@ -33,7 +33,7 @@ from rag_app.files import file_signature, locked
 from rag_app.fusion import fuse
 from rag_app.ingestion import searched_text
 from rag_app.keyword import KeywordIndex
-from rag_app.relevance import Relevance, RelevantNode, min_relevance
+from rag_app.relevance import Relevance, RelevantNode, Signal, dense_weight, min_relevance
 from rag_app.rerank import RERANK_CANDIDATES, Reranker
 from rag_app.settings import RetrieverName
 from rag_app.stores.base import Backend, DocRecord
@@ -227,11 +227,13 @@ class HybridRetriever(BaseRetriever):
     def search(self, query: str, top_k: int) -> list[RelevantNode]:
         """The top_k chunks for `query`, reranked when a reranker is configured, each with its
         relevance and whether it reaches the threshold for this model and question."""
-        keyword = self.keyword is not None
-        threshold = min_relevance(self.embedder.model_id, keyword, self.min_relevance, query)
+        signal = self.signal
+        model = self.embedder.model_id
+        threshold = min_relevance(model, signal, self.min_relevance, query)
+        weight = dense_weight(model)
         found = []
         for hit, signals in self.search_with_relevance(query, top_k):
-            relevance = signals.score(keyword)
+            relevance = signals.score(signal, weight)
             found.append(
                 RelevantNode(
                     node=hit.node,
@@ -252,11 +254,24 @@ class HybridRetriever(BaseRetriever):
             candidates, dense = self._first_stage(query, top_k * RERANK_CANDIDATES)
             hits = self.reranker.rerank(query, candidates, top_k)
         ids = [hit.node.node_id for hit in hits]
-        coverage = self.keyword.index.coverage(query, ids) if self.keyword else {}
+        coverage = self.keyword.index.coverage(query, ids) if self._covers else {}
+        floor = min(dense.values(), default=None)
         return [
-            (hit, Relevance(dense.get(i), coverage.get(i)))
+            (hit, Relevance(dense.get(i, floor), coverage.get(i)))
             for hit, i in zip(hits, ids, strict=True)
         ]
+
+    @property
+    def _covers(self) -> bool:
+        """Whether the keyword side tells a chunk's coverage (the local index; not Pinecone's)."""
+        return isinstance(self.keyword, KeywordSync)
+
+    @property
+    def signal(self) -> Signal:
+        """Which relevance this retriever's sources carry (rag_app.relevance)."""
+        if self.mode == "dense" or not self._covers:
+            return "dense"
+        return "keyword" if self.mode == "keyword" else "hybrid"
 
     def _first_stage(self, query: str, top_k: int) -> tuple[list[NodeWithScore], dict[str, float]]:
         """The ranked chunks, and the cosine similarity of those the dense list found."""
