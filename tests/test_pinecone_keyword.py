@@ -71,6 +71,10 @@ def test_hybrid_with_pinecone_bm25_keeps_korean(sparse_app: Callable[..., RagApp
     app.ingest(docs)
     for doc in docs:
         assert keyword_ids(app, doc.text.split("는")[0] + "는 무엇인가?")[0] == doc.doc_id
+    # No local index to measure coverage: relevance is the cosine (rag_app/relevance.py).
+    sources = app.retrieve("HNSW는 무엇인가?")
+    assert app.retriever.signal == "dense" and sources[0].doc_id == "hnsw"
+    assert all(s.relevance is not None and 0 < s.relevance <= 1 for s in sources)
 
 
 @pytest.fixture
