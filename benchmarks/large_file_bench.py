@@ -8,6 +8,11 @@ peak RSS should stay flat as the file grows. Each size runs in a fresh `rag-app 
 process's own (os.wait4). Set PYTHONPATH to another checkout to measure its code.
 
     .venv/bin/python -m benchmarks.large_file_bench --megabytes 1,2 --model local
+    .venv/bin/python -m benchmarks.large_file_bench --megabytes 5 --hash   # no encoding
+
+`--hash` ingests with pseudo-embeddings (benchmarks.ingest_bench.HashEmbedder: the real model
+is loaded for its tokenizer, nothing is encoded), which measures what the ingestion path itself
+holds, minutes faster; the real model's encoding adds a transient of its own per batch.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ def single_line_file(path: Path, megabytes: float, seed: int = 0) -> Path:
     return path
 
 
-def bench_large_file(megabytes: float, workdir: Path, model: str = "local") -> dict[str, Any]:
+def bench_large_file(
+    megabytes: float, workdir: Path, model: str = "local", hashed: bool = False
+) -> dict[str, Any]:
     """One fresh `rag-app ingest` of a generated file: wall s, CPU s, peak RSS MB, chunks."""
     path = single_line_file(workdir / f"single-line-{megabytes}MB.txt", megabytes)
     env = {
@@ -49,6 +56,9 @@ def bench_large_file(megabytes: float, workdir: Path, model: str = "local") -> d
         "RAG_EMBED_MODEL": model,
     }
     command = [sys.executable, "-m", "rag_app", "ingest", str(path), "--no-progress"]
+    if hashed:
+        command = [sys.executable, "-m", "benchmarks.large_file_bench", "--ingest-hashed"]
+        command.append(str(path))
     began = time.perf_counter()
     with (workdir / "ingest.log").open("w") as log:
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
@@ -59,7 +69,7 @@ def bench_large_file(megabytes: float, workdir: Path, model: str = "local") -> d
     if process.returncode != 0:
         raise RuntimeError(f"ingest failed: {out}\n{(workdir / 'ingest.log').read_text()[-2000:]}")
     return {
-        "model": model,
+        "model": f"{model} (hashed)" if hashed else model,
         "megabytes": megabytes,
         "wall_s": round(seconds, 1),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
@@ -72,10 +82,28 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megabytes", default="1,2", help="comma-separated file sizes")
     parser.add_argument("--model", default="local", help="RAG_EMBED_MODEL of the ingest")
+    parser.add_argument("--hash", action="store_true", help="pseudo-embeddings, no encoding")
+    parser.add_argument("--ingest-hashed", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.ingest_hashed:
+        return ingest_hashed(args.ingest_hashed)
     with tempfile.TemporaryDirectory(prefix="rag-large-") as tmp:
         for size in (float(s) for s in args.megabytes.split(",")):
-            print(json.dumps(bench_large_file(size, Path(tmp), args.model)), flush=True)
+            result = bench_large_file(size, Path(tmp), args.model, args.hash)
+            print(json.dumps(result), flush=True)
+
+
+def ingest_hashed(path: Path) -> None:
+    """The child of `--hash`: `rag-app ingest` with pseudo-embeddings (settings from the env)."""
+    from benchmarks.ingest_bench import HashEmbedder
+    from rag_app.app import RagApp
+    from rag_app.embeddings import build_embedder
+    from rag_app.settings import load_settings
+
+    settings = load_settings()
+    embedder = HashEmbedder(build_embedder(settings, cache=False))
+    with RagApp(settings, embedder=embedder) as app:
+        print(app.ingest([path]).summary())
 
 
 if __name__ == "__main__":
