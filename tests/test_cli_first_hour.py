@@ -7,6 +7,7 @@ set low so each failure takes about a second.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -427,8 +428,8 @@ def test_every_argument_has_help_text() -> None:
     def parsers(parser):
         yield parser
         for action in parser._actions:
-            for sub in (getattr(action, "choices", None) or {}).values():
-                if hasattr(sub, "_actions"):
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
                     yield from parsers(sub)
 
     missing = [
