@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     openai_timeout: float = _env("RAG_OPENAI_TIMEOUT", 60.0, gt=0, le=600)
     retry_seconds: float = _env("RAG_RETRY_SECONDS", 10.0, gt=0, le=600)
 
+    image_embed_model: str = _env("RAG_IMAGE_EMBED_MODEL", "openai/clip-vit-base-patch32")
+    vision_llm: str = _env("RAG_VISION_LLM", "openai:gpt-4o")
+    image_gen: str = _env("RAG_IMAGE_GEN", "openai:dall-e-3")
+
     judge: str | None = _env("RAG_JUDGE", None)
     judge_timeout: float = _env("RAG_JUDGE_TIMEOUT", 60.0, gt=0, le=3600)
 
@@ -101,6 +105,13 @@ class Settings(BaseSettings):
         if value in ("auto", "extractive") or _has_payload(value, ("openai:",)):
             return value
         raise ValueError("expected 'auto', 'extractive' or 'openai:<model>'")
+
+    @field_validator("vision_llm", "image_gen")
+    @classmethod
+    def _check_openai_model(cls, value: str) -> str:
+        if _has_payload(value, ("openai:",)):
+            return value
+        raise ValueError("expected 'openai:<model>' (any OpenAI-compatible server)")
 
     @field_validator("judge")
     @classmethod
