@@ -33,7 +33,14 @@ from rag_app.embeddings import (
 from rag_app.errors import RagAppError
 from rag_app.ingestion import Ingestor, IngestReport, delete_documents
 from rag_app.llms import Answer, Answerer, Source, build_answerer
-from rag_app.loaders import document_id, documents_from_python, legacy_document_id, load_paths
+from rag_app.loaders import (
+    document_id,
+    documents_from_python,
+    is_image_document,
+    legacy_document_id,
+    load_paths,
+)
+from rag_app.multimodal import ImageHit, ImageSearch, PromptHit
 from rag_app.rerank import build_reranker
 from rag_app.retrieval import HybridRetriever, KeywordSearch, KeywordSync
 from rag_app.settings import Settings, check_top_k, load_settings
@@ -90,6 +97,11 @@ class RagApp:
         return build_reranker(self.settings.reranker)
 
     @cached_property
+    def images(self) -> ImageSearch:
+        """The image and prompt collections beside this one (CLIP, RAG_IMAGE_EMBED_MODEL)."""
+        return ImageSearch(self.settings)
+
+    @cached_property
     def retriever(self) -> HybridRetriever:
         return self._retriever(self.settings.top_k)
 
@@ -141,16 +153,24 @@ class RagApp:
     ) -> IngestReport:
         """Ingest file and folder paths and/or Documents; unchanged documents cost nothing.
 
-        Documents under the given paths whose files are gone are removed with `prune`, else
-        listed in `report.gone`. Documents ingested under the id rule before 0.2 are renamed.
+        Image files go to the image collection (`images`), embedded with CLIP. Documents
+        under the given paths whose files are gone are removed with `prune`, else listed in
+        `report.gone`. Documents ingested under the id rule before 0.2 are renamed.
         """
         items = list(items)
         paths = [Path(i) for i in items if isinstance(i, str | Path)]
         documents, problems = load_paths(paths, self.settings.doc_root)
         documents += [i for i in items if isinstance(i, Document)]
-        report = self.ingest_documents(
-            documents, [p for p in problems if not p.ignored], show_progress
+        texts = [d for d in documents if not is_image_document(d)]
+        pictures = [d for d in documents if is_image_document(d)]
+        skipped = [p for p in problems if not p.ignored]
+        report = (
+            self.ingest_documents(texts, skipped, show_progress)
+            if texts or not pictures
+            else IngestReport(skipped=skipped)
         )
+        if pictures:
+            report.add(self.images.ingest_images(pictures, show_progress))
         report.ignored = [p for p in problems if p.ignored]
         if not paths:
             return report
@@ -209,7 +229,8 @@ class RagApp:
         ids = [self._catalog_id(d, catalog) for d in doc_ids]
         missing = set(delete_documents(self.backend, ids, self._listeners()))
         self._commit_keyword()
-        return [given for given, doc_id in zip(doc_ids, ids, strict=True) if doc_id in missing]
+        left = [given for given, doc_id in zip(doc_ids, ids, strict=True) if doc_id in missing]
+        return self.images.delete(left) if left else []
 
     def _catalog_id(self, given: str, catalog: dict[str, DocRecord]) -> str:
         """`given` if it is an id, else the id of the file at that path (any spelling)."""
@@ -343,8 +364,27 @@ class RagApp:
         retriever = self._retriever(similarity_top_k or self.settings.top_k)
         return self.answerer.chat_engine(retriever, **kwargs)
 
+    def ingest_prompts(self, path: str | Path) -> IngestReport:
+        """Prompts (JSONL or CSV: id, prompt, optional image) for `search_prompts`."""
+        return self.images.ingest_prompts(Path(path), self.settings.doc_root)
+
+    def search_images(self, query: str | Path, top_k: int | None = None) -> list[ImageHit]:
+        """Images for a description, or images like an image file (a `Path`)."""
+        check_top_k(top_k)
+        if isinstance(query, Path):
+            return self.images.search_image(query, top_k or self.settings.top_k)
+        return self.images.search_text(query, top_k or self.settings.top_k)
+
+    def search_prompts(self, image: str | Path, top_k: int | None = None) -> list[PromptHit]:
+        """Stored prompts nearest to an image (CLIP image vector against prompt vectors)."""
+        check_top_k(top_k)
+        return self.images.search_prompts(Path(image), top_k or self.settings.top_k)
+
     def close(self) -> None:
         self.backend.close()
+        images = self.__dict__.get("images")
+        if images is not None:
+            images.close()
         embedder = self.__dict__.get("embedder")
         if self._owns_embedder and embedder is not None and embedder.cache:
             embedder.cache.close()
