@@ -16,6 +16,13 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from rag_app.cli_images import (
+    APP_COMMANDS,
+    SETTINGS_COMMANDS,
+    add_image_commands,
+    list_images,
+    retrieve_images,
+)
 from rag_app.errors import RagAppError
 from rag_app.wording import plural
 
@@ -57,7 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     ingest = commands.add_parser("ingest", help="ingest files, folders or SQuAD JSON")
-    ingest.add_argument("paths", nargs="+", type=Path, help="files and folders to ingest")
+    ingest.add_argument(
+        "paths", nargs="*", type=Path, help="files and folders to ingest (images too)"
+    )
+    ingest.add_argument(
+        "--prompts",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also ingest prompts for image-to-prompt search (JSONL or CSV: id, prompt, image)",
+    )
     ingest.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ingest.add_argument(
         "--prune",
@@ -72,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--top-k", type=int, default=None, help="how many sources (1-100; RAG_TOP_K)"
         )
         command.add_argument("--json", action="store_true", help="print JSON")
+    command.add_argument(
+        "--images",
+        action="store_true",
+        help="search the images (CLIP): by description, or like an image file",
+    )
 
     commands.add_parser("chat", help="multi-turn questions (empty line, Ctrl-D or Ctrl-C ends)")
 
@@ -81,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     docs_list = docs_commands.add_parser("list", help="documents with their chunk counts")
     docs_list.add_argument("--json", action="store_true", help="print JSON")
+    docs_list.add_argument("--images", action="store_true", help="list the images instead")
     docs_check = docs_commands.add_parser(
         "check", help="compare catalog, store and keyword index (exit 1 on differences)"
     )
@@ -105,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("stores", help="which backends are usable now, and why not")
 
     _add_eval_commands(commands)
+    add_image_commands(commands)
 
     commands.add_parser(
         "pinecone-local",
@@ -191,6 +215,8 @@ def _run(args: argparse.Namespace) -> int:
         return _eval(settings, args)
     if args.command == "reindex":
         return _reindex(settings, args)
+    if args.command in SETTINGS_COMMANDS:
+        return SETTINGS_COMMANDS[args.command](settings, args)
 
     from rag_app.app import RagApp
 
@@ -356,8 +382,18 @@ def _cell(value) -> str:
 
 
 def _ingest(app, args: argparse.Namespace) -> int:
+    from rag_app.ingestion import IngestReport
+
+    if not args.paths and not args.prompts:
+        raise RagAppError("ingest needs files or folders, or --prompts FILE")
     show_progress = not args.no_progress and sys.stderr.isatty()
-    report = app.ingest(args.paths, show_progress=show_progress, prune=args.prune)
+    report = (
+        app.ingest(args.paths, show_progress=show_progress, prune=args.prune)
+        if args.paths
+        else IngestReport()
+    )
+    for prompts in args.prompts:
+        report.add(app.ingest_prompts(prompts))
     for problem in report.skipped:
         print(f"skipped {problem.path}: {problem.reason}", file=sys.stderr)
     for problem in report.ignored:
@@ -398,6 +434,8 @@ def _query(app, args: argparse.Namespace) -> int:
 
 
 def _retrieve(app, args: argparse.Namespace) -> int:
+    if args.images:
+        return retrieve_images(app, args)
     _require_documents(app)
     sources = app.retrieve(args.question, args.top_k)
     if args.json:
@@ -447,6 +485,8 @@ def _docs(app, args: argparse.Namespace) -> int:
         report = app.check(repair=args.repair)
         print("\n".join(report.lines()))
         return 1 if report.unrepaired else 0
+    if args.docs_command == "list" and args.images:
+        return list_images(app, args.json)
     if args.docs_command == "list":
         records = app.documents()
         if args.json:
@@ -548,6 +588,7 @@ COMMANDS = {
     "retrieve": _retrieve,
     "chat": _chat,
     "docs": _docs,
+    **APP_COMMANDS,
 }
 
 

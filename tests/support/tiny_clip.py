@@ -21,7 +21,7 @@ COLORS = {
     "yellow": (235, 215, 30),
     "purple": (150, 40, 180),
 }
-SHAPES = ("circle", "cross", "triangle")
+SHAPES = ("circle", "ring", "triangle")
 IMAGE_SIZE = 32
 PER_CLASS = 2
 SPECIALS = ("[PAD]", "[BOS]", "[UNK]", "[EOS]")
@@ -53,10 +53,8 @@ def draw(item: Shape, rng: random.Random, size: int = IMAGE_SIZE) -> Image.Image
     color = COLORS[item.color]
     if item.shape == "circle":
         pen.ellipse(box, fill=color)
-    elif item.shape == "cross":
-        third = side / 3
-        pen.rectangle((x + third, y, x + 2 * third, y + side), fill=color)
-        pen.rectangle((x, y + third, x + side, y + 2 * third), fill=color)
+    elif item.shape == "ring":
+        pen.ellipse(box, outline=color, width=max(2, side // 6))
     else:
         pen.polygon([(x + side / 2, y), (x, y + side), (x + side, y + side)], fill=color)
     return image
