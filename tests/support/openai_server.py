@@ -20,10 +20,11 @@ requests with 429 (or `--fail-status`: 401, 500, 503), to test client retries an
 `--delay S` answers every `/v1` request S seconds late, to test timeouts.
 
 For LLM-as-judge tests, `--script FILE` scripts chat replies: a JSON list of rules
-`{"contains": text, "reply"?: text, "status"?: code, "delay_ms"?: n, "times"?: n}`; the first
-rule whose `contains` occurs in the request's messages or image prompt (and that has `times`
-left) decides the reply text, a refusal (`"refusal": text`), an injected error status (400 is a
-content-policy refusal), or a delay (longer than the client's timeout: a timeout).
+`{"contains": text, "reply"?: text, "refusal"?: text, "status"?: code, "delay_ms"?: n,
+"times"?: n}`; the first rule whose `contains` occurs in the request's messages (image parts
+tagged as above) or image prompt, and that has `times` left, decides the reply text, a refusal,
+an injected error status (400 is a content-policy refusal), or a delay (longer than the
+client's timeout: a timeout).
 `--delay-ms` delays every chat reply; `--logprobs` answers `logprobs: true` requests with a
 log-probability of -0.5 per word-piece (so perplexity is e^0.5).
 
@@ -475,7 +476,8 @@ def chat_completion(
         raise ApiError(
             400, "'messages' must be a list.", "invalid_request_error", "invalid_messages"
         )
-    rule = scripted("\n".join(content_text(m.get("content")) for m in messages), server)
+    texts = [content_text(m.get("content")) for m in messages]
+    rule = scripted("\n".join([*texts, *image_parts(messages)]), server)
     answer = rule.get("reply")
     refusal = rule.get("refusal")
     if refusal:
