@@ -167,9 +167,17 @@ def test_cli_ingests_images_and_prompts_and_searches_both(
     assert json.loads(found.stdout)[0]["path"] == str(held_out[Shape("green", "triangle")])
     prompts = run("search-prompts", str(held_out[Shape("yellow", "ring")]), "--json")
     assert json.loads(prompts.stdout)[0]["prompt"] == "a yellow ring"
-    listed = run("docs", "list", "--images")
-    assert listed.stdout.count("\timage") == len(held_out)
-    missing = run("search-prompts", "nowhere.png")
-    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
-    assert "nowhere.png" in missing.stderr
     shutil.rmtree(settings.data_dir)
+
+
+@pytest.mark.parametrize("backend_name", ["memory"])
+def test_a_missing_or_broken_image_is_one_clear_error(image_app: RagApp, tmp_path: Path) -> None:
+    from rag_app.errors import RagAppError
+
+    with pytest.raises(RagAppError, match="nowhere.png"):
+        image_app.search_prompts(tmp_path / "nowhere.png")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    report = image_app.ingest([broken])
+    assert [p.path for p in report.skipped] == [str(broken)]
+    assert "cannot read this image" in report.skipped[0].reason
