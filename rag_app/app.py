@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core import Document, StorageContext, VectorStoreIndex
 from llama_index.core.chat_engine import CondensePlusContextChatEngine
@@ -47,6 +47,9 @@ from rag_app.settings import Settings, check_top_k, load_settings
 from rag_app.stores.base import Backend, DocRecord
 from rag_app.stores.pinecone_keyword import check_sparse_index_settings, open_pinecone_keyword
 from rag_app.stores.registry import open_backend
+
+if TYPE_CHECKING:
+    from rag_app.vision import Reimagined
 
 #: `as_query_engine` options that only a vector-store retriever can apply.
 VECTOR_STORE_OPTIONS = ("filters", "vector_store_query_mode", "vector_store_kwargs", "doc_ids")
@@ -379,6 +382,27 @@ class RagApp:
         """Stored prompts nearest to an image (CLIP image vector against prompt vectors)."""
         check_top_k(top_k)
         return self.images.search_prompts(Path(image), top_k or self.settings.top_k)
+
+    def describe_image(self, image: str | Path) -> str:
+        """A prompt-like description of the image by RAG_VISION_LLM."""
+        from rag_app.vision import describe_image
+
+        return describe_image(self.settings, Path(image))
+
+    def generate_image(self, prompt: str, out: str | Path) -> Path:
+        """An image for `prompt` by RAG_IMAGE_GEN, saved at `out`."""
+        from rag_app.vision import generate_image
+
+        return generate_image(self.settings, prompt, Path(out))
+
+    def reimagine(
+        self, image: str | Path, out_dir: str | Path, prompt: str | None = None
+    ) -> Reimagined:
+        """Images from the description, the original prompt and the nearest stored prompt,
+        and a side-by-side sheet (see `rag_app.vision.reimagine`)."""
+        from rag_app.vision import reimagine
+
+        return reimagine(self.settings, self.images, Path(image), Path(out_dir), prompt)
 
     def close(self) -> None:
         self.backend.close()

@@ -11,11 +11,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from rag_app.app import RagApp
 from rag_app.errors import EmbeddingMismatchError
 from rag_app.ingestion import Ingestor
 from tests.conftest import cli_env, rag_app_command
+from tests.support.openai_server import running_openai_server
 from tests.support.tiny_clip import Shape, classes, draw, train_tiny_clip
 
 HELD_OUT_SEED = 1234
@@ -181,3 +183,24 @@ def test_a_missing_or_broken_image_is_one_clear_error(image_app: RagApp, tmp_pat
     report = image_app.ingest([broken])
     assert [p.path for p in report.skipped] == [str(broken)]
     assert "cannot read this image" in report.skipped[0].reason
+
+
+@pytest.mark.parametrize("backend_name", ["memory"])
+def test_reimagine_generates_from_description_original_and_found_prompt(
+    make_app: Callable[..., RagApp], tiny_clip: Path, prompts_file: Path, tmp_path: Path
+) -> None:
+    made = prompts_file.parent / "made" / "red-circle.png"
+    with running_openai_server() as url:
+        app = make_app(image_embed_model=str(tiny_clip), openai_api_key="k", openai_base_url=url)
+        app.ingest_prompts(prompts_file)
+        result = app.reimagine(made, tmp_path / "out")
+    app.images.drop()
+    assert result.original_prompt == "a red circle"
+    assert result.found_prompt != result.original_prompt
+    assert result.found_prompt in {item.caption for item in classes()}
+    assert result.description.startswith("ECHO: Describe") and "[image " in result.description
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["description.png", "found.png", "original.png", "sheet.png"]
+    with Image.open(result.files["original"]) as original, Image.open(result.sheet) as sheet:
+        assert sheet.size == (4 * 256, 256 + 24)
+        assert sheet.getpixel((2 * 256 + 8, 8)) == original.getpixel((0, 0))  # 3rd tile
