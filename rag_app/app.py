@@ -181,6 +181,11 @@ class RagApp:
         ingested = {d.doc_id for d in documents}
         renamed = [old for old in self._legacy_ids(paths, ingested) if old in catalog]
         gone = self._gone(paths, catalog)
+        if prune or pictures:
+            gone_images = self._gone(paths, self.images.images.documents())
+            if prune:
+                self.images.delete(gone_images)
+            gone += gone_images
         self.delete(renamed + gone if prune else renamed)
         report.pruned, report.gone = (gone, []) if prune else ([], gone)
         return report

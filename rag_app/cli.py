@@ -567,9 +567,11 @@ EVAL_COMMANDS = {
 
 
 def _delete_all(app, confirmed: bool) -> int:
+    images = len(app.images.documents()) + len(app.images.prompt_documents())
+    beside = f" and the images beside it ({plural(images, 'item')})" if images else ""
     what = (
         f"the whole collection {app.settings.collection!r} at {app.backend.location} "
-        f"({plural(len(app.backend.documents()), 'document')})"
+        f"({plural(len(app.backend.documents()), 'document')}){beside}"
     )
     if not confirmed:
         if not sys.stdin.isatty():
@@ -578,6 +580,7 @@ def _delete_all(app, confirmed: bool) -> int:
             print("nothing deleted")
             return 0
     app.backend.drop()
+    app.images.drop()
     print(f"deleted {what}")
     return 0
 

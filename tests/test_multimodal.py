@@ -92,7 +92,7 @@ def test_text_to_image_and_image_to_prompt_top1_on_every_backend(
 
 
 @pytest.mark.parametrize("backend_name", ["memory"])
-def test_reingest_embeds_nothing_changes_replace_and_delete_by_path(
+def test_reingest_embeds_nothing_changes_replace_delete_and_prune(
     image_app: RagApp, tmp_path: Path
 ) -> None:
     pictures = save_pictures(tmp_path / "pics", 7)
@@ -108,6 +108,13 @@ def test_reingest_embeds_nothing_changes_replace_and_delete_by_path(
 
     assert image_app.delete([str(red)]) == []
     assert "pics/red-circle.png" not in {r.doc_id for r in image_app.images.documents()}
+    assert image_app.images.images.count() == len(pictures) - 1
+
+    pictures[Shape("blue", "ring")].unlink()
+    kept = image_app.ingest([tmp_path / "pics"])
+    assert kept.gone == ["pics/blue-ring.png"] and not kept.pruned
+    pruned = image_app.ingest([tmp_path / "pics"], prune=True)
+    assert pruned.pruned == ["pics/blue-ring.png"]  # red-circle came back with `kept`
     assert image_app.images.images.count() == len(pictures) - 1
 
 
