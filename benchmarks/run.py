@@ -27,6 +27,7 @@ from typing import Any
 from benchmarks import (
     answer_bench,
     hnsw_bench,
+    image_bench,
     ingest_bench,
     memory_store_bench,
     models_bench,
@@ -44,10 +45,20 @@ INGEST_BACKENDS = ["memory", "chroma", "chroma-server", "pinecone"]
 SCALE_BACKENDS = ["memory", "memory-hnsw", "chroma", "chroma-server", "pinecone"]
 BATCH_SIZES = [16, 32, 64, 128]
 XQUAD_TEXTS = [p for p in (XQUAD_EN, XQUAD_ZH) if p.exists()]
-ALL_SECTIONS = ("ingest", "hybrid", "models", "scale", "rss", "batch", "hnsw-real", "answers")
+ALL_SECTIONS = (
+    "ingest",
+    "hybrid",
+    "models",
+    "scale",
+    "rss",
+    "batch",
+    "hnsw-real",
+    "answers",
+    "images",
+)
 #: The embedding batch-size sweep and real-embedding HNSW recall need minutes of encoding on
 #: 2 cores, so `make bench` leaves them out; name them in --sections to run them.
-DEFAULT_SECTIONS = "ingest,hybrid,models,scale,rss,answers"
+DEFAULT_SECTIONS = "ingest,hybrid,models,scale,rss,answers,images"
 TEXT_SECTIONS = {"ingest", "hybrid", "models", "batch", "hnsw-real"}
 
 
@@ -65,6 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rss-sizes", default="100000,1000000", help="memory RSS sizes")
     parser.add_argument("--batch-texts", type=int, default=256, help="texts per batch-size run")
     parser.add_argument("--answers", type=int, default=1000, help="answers / judged questions")
+    parser.add_argument("--images", type=int, default=64, help="images per image ingest")
     parser.add_argument(
         "--sections", default=DEFAULT_SECTIONS, help=f"comma-separated, of {ALL_SECTIONS}"
     )
@@ -77,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {ALL_SECTIONS}")
     if args.quick:
         args.articles, args.sizes, args.rss_sizes = 3, "10000", "100000"
-        args.queries, args.batch_texts, args.answers = 30, 16, 100
+        args.queries, args.batch_texts, args.answers, args.images = 30, 16, 100, 16
     return args
 
 
@@ -129,6 +141,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         _store_sections(sections, args, workdir)
         if "answers" in args.sections:
             _answer_sections(sections, args, workdir)
+        if "images" in args.sections:
+            results["images"] = sections.run(
+                "image ingest vs raw CLIP",
+                lambda: image_bench.bench_images(args.images, workdir / "images"),
+            )
     results["loadavg_end"] = os.getloadavg()
     results["wall_s"] = round(time.perf_counter() - began, 1)
     return results
