@@ -128,6 +128,7 @@ class ClipEmbedder(Embedder):
     """An `Embedder` over CLIP's text tower that also embeds image files (cached by bytes)."""
 
     def __init__(self, clip: ClipModel, cache: EmbeddingCache | None = None) -> None:
+        # max_tokens 0: prompts and images are never chunked (rag_app.multimodal).
         super().__init__(ClipTextEmbedding(clip), clip_model_id(clip.spec), 0, clip.tokenize, cache)
         self.clip = clip
 

@@ -31,7 +31,7 @@ from rag_app.ingestion import (
     delete_documents,
     flatten_metadata,
 )
-from rag_app.loaders import LoadProblem, document_id, image_document
+from rag_app.loaders import LoadError, LoadProblem, document_id, load_image
 from rag_app.settings import Settings
 from rag_app.stores.base import Backend, DocRecord, chunk_ids
 from rag_app.stores.registry import open_backend
@@ -119,9 +119,12 @@ class ImageSearch:
         self.settings = settings
         self._owns_embedder = embedder is None
         self.embedder = embedder or build_clip_embedder(settings)
-        dimension = lambda: self.embedder.dimension  # noqa: E731 - called only to create an index
-        self.images = open_backend(side_settings(settings, IMAGES_SUFFIX), dimension)
-        self.prompts = open_backend(side_settings(settings, PROMPTS_SUFFIX), dimension)
+        self.images = open_backend(side_settings(settings, IMAGES_SUFFIX), self._dimension)
+        self.prompts = open_backend(side_settings(settings, PROMPTS_SUFFIX), self._dimension)
+
+    def _dimension(self) -> int:
+        """Called by a store only to create an index (this loads the model)."""
+        return self.embedder.dimension
 
     def _check_model(self, backend: Backend) -> None:
         """Refuse a store built with another CLIP model, before this one is loaded."""
@@ -183,7 +186,10 @@ class ImageSearch:
         ]
 
     def _image_vector(self, path: Path) -> list[float]:
-        image_document(path)  # a missing or unreadable file is one clear error
+        try:
+            load_image(path)
+        except LoadError as exc:
+            raise RagAppError(f"{path}: {exc}") from None
         return self.embedder.embed_image_files([path])[0].tolist()
 
     def prompt_of(self, image: Path) -> str | None:
