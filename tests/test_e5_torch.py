@@ -27,7 +27,7 @@ SAMPLE = [
     "서울은 대한민국의 수도이며 한강이 도시를 가로질러 흐른다.",
     "北京是中华人民共和国的首都。  Many   spaces,\ttabs and a trailing one ",
     "The Han River flows through Seoul.",
-    "ＦＵＬＬＷＩＤＴＨ ①② café naïve 😀 <unk> <s> </s>",
+    "ＦＵＬＬＷＩＤＴＨ ①② café naïve 😀 <unk> <s> </s> 𠀀𠀁𠀂 (unknown to the vocabulary)",
     "",
     LONG,
 ]
