@@ -310,11 +310,14 @@ class E5Torch:
         return (vectors / norms).astype(np.float32)
 
     def _batches(self, sizes: list[int]) -> list[list[int]]:
-        """Consecutive windows (longest first) whose padded size stays under batch_tokens."""
+        """Consecutive windows (longest first) whose padded size stays under batch_tokens and
+        which are at least half as long as the batch's first (padding at most doubles work)."""
         batches: list[list[int]] = []
-        for w in range(len(sizes)):
-            if batches and sizes[batches[-1][0]] * (len(batches[-1]) + 1) <= self.batch_tokens:
-                batches[-1].append(w)
+        for w, size in enumerate(sizes):
+            batch = batches[-1] if batches else []
+            longest = sizes[batch[0]] if batch else 0
+            if batch and longest * (len(batch) + 1) <= self.batch_tokens and 2 * size >= longest:
+                batch.append(w)
             else:
                 batches.append([w])
         return batches
