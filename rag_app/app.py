@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core import Document, StorageContext, VectorStoreIndex
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.chat_engine import CondensePlusContextChatEngine
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import NodeWithScore
 
+from rag_app.cache import AnswerCache
 from rag_app.catalog_store import CatalogVectorStore
 from rag_app.chunking import Chunker, default_chunk_size
 from rag_app.consistency import CheckReport, check
@@ -74,6 +76,7 @@ class RagApp:
         self.backend: Backend = open_backend(settings, lambda: self.embedder.dimension, collection)
         self._answerer: Answerer | None = None
         self._embedding_checked = False
+        self._collection = collection or settings.collection
 
     # The embedding model takes seconds to load and the keyword index reads the whole catalog:
     # both are built on first use, so `docs list`, `docs delete` and configuration errors are
@@ -107,6 +110,10 @@ class RagApp:
     @cached_property
     def retriever(self) -> HybridRetriever:
         return self._retriever(self.settings.top_k)
+
+    @cached_property
+    def answer_cache(self) -> AnswerCache:
+        return AnswerCache(self.settings, self.embedder, self.backend, self._collection)
 
     @classmethod
     def from_env(cls, collection: str | None = None, **overrides: Any) -> RagApp:
@@ -283,31 +290,46 @@ class RagApp:
         found = self.retriever.search(question, top_k or self.settings.top_k)
         return [_source(number, hit) for number, hit in enumerate(found, start=1)]
 
-    def query(self, question: str, top_k: int | None = None) -> Answer:
-        """An answer with its numbered sources (`as_query_engine().query`, as an `Answer`)."""
-        _ = self.answerer  # an LLM misconfiguration is reported before the model loads
-        check_question(question)
-        check_top_k(top_k)
+    def query(self, question: str, top_k: int | None = None, cache: bool = True) -> Answer:
+        """An answer with its numbered sources (`as_query_engine().query`, as an `Answer`),
+        from the answer cache when RAG_CACHE allows."""
+        self._check_question(question, top_k)
+        if cache and (hit := self.answer_cache.lookup(question, top_k)):
+            return hit
         with self.answerer.errors():
             response = self.as_query_engine(similarity_top_k=top_k).query(question)
-        return self._answer(question, str(response), response.source_nodes)
+        answer = self._answer(question, str(response), response.source_nodes)
+        if cache:
+            self.answer_cache.store(answer, top_k)
+        return answer
 
-    def stream_query(self, question: str, top_k: int | None = None) -> tuple[Answer, Iterator[str]]:
+    def stream_query(
+        self, question: str, top_k: int | None = None, cache: bool = True
+    ) -> tuple[Answer, Iterator[str]]:
         """The sources now and the answer text as it streams (`answer.text` fills in)."""
-        _ = self.answerer  # an LLM misconfiguration is reported before the model loads
-        check_question(question)
-        check_top_k(top_k)
+        self._check_question(question, top_k)
+        if cache and (hit := self.answer_cache.lookup(question, top_k)):
+            return hit, iter([hit.text])
         with self.answerer.errors():
             response = self.as_query_engine(similarity_top_k=top_k, streaming=True).query(question)
         answer = self._answer(question, "", response.source_nodes)
-        return answer, _filling(answer, response.response_gen, self.answerer)
+        pieces = _filling(answer, response.response_gen, self.answerer)
+        if cache:
+            pieces = self.answer_cache.stream_through(answer, pieces, top_k)
+        return answer, pieces
+
+    def _check_question(self, question: str, top_k: int | None) -> None:
+        """Bad input and an LLM misconfiguration are reported before the model loads."""
+        _ = self.answerer
+        check_question(question)
+        check_top_k(top_k)
 
     def _answer(self, question: str, text: str, nodes: Sequence[NodeWithScore]) -> Answer:
         sources = [_source(number, hit) for number, hit in enumerate(nodes, start=1)]
         return Answer(question, text, self.answerer.mode, sources)
 
-    def chat(self) -> ChatSession:
-        return ChatSession(self)
+    def chat(self, cache: bool = True) -> ChatSession:
+        return ChatSession(self, cache)
 
     # LlamaIndex's own objects over the same store, model, retriever and answers.
 
@@ -410,6 +432,9 @@ class RagApp:
         return reimagine(self.settings, self.images, Path(image), Path(out_dir), prompt)
 
     def close(self) -> None:
+        answer_cache = self.__dict__.get("answer_cache")
+        if answer_cache is not None:
+            answer_cache.close()
         self.backend.close()
         images = self.__dict__.get("images")
         if images is not None:
@@ -426,17 +451,36 @@ class RagApp:
 
 
 class ChatSession:
-    """Multi-turn questions through `as_chat_engine()`; the engine keeps the history."""
+    """Multi-turn questions through `as_chat_engine()`, given the session's history each turn
+    (a turn answered from the answer cache never reached the engine's memory)."""
 
-    def __init__(self, app: RagApp) -> None:
+    def __init__(self, app: RagApp, cache: bool = True) -> None:
         self.app = app
+        self.cache = cache
         self.engine = app.as_chat_engine()
+        self.history: list[ChatMessage] = []
 
     def ask(self, question: str) -> tuple[Answer, Iterator[str]]:
+        """One turn; the answer cache keys it by the history so far as well."""
+        history = list(self.history)
+        hit = self.app.answer_cache.lookup(question, history=history) if self.cache else None
+        if hit:
+            return hit, self._remembered(hit, iter([hit.text]))
         with self.app.answerer.errors():
-            response = self.engine.stream_chat(question)
+            response = self.engine.stream_chat(question, chat_history=history)
         answer = self.app._answer(question, "", response.source_nodes)
-        return answer, _filling(answer, response.response_gen, self.app.answerer)
+        pieces = _filling(answer, response.response_gen, self.app.answerer)
+        if self.cache:
+            pieces = self.app.answer_cache.stream_through(answer, pieces, history=history)
+        return answer, self._remembered(answer, pieces)
+
+    def _remembered(self, answer: Answer, pieces: Iterator[str]) -> Iterator[str]:
+        """Pass the pieces through; add the turn to the history once the answer is complete."""
+        yield from pieces
+        self.history += [
+            ChatMessage(role=MessageRole.USER, content=answer.question),
+            ChatMessage(role=MessageRole.ASSISTANT, content=answer.text),
+        ]
 
 
 def _filling(answer: Answer, pieces: Iterator[str], answerer: Answerer) -> Iterator[str]:

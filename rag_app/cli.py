@@ -94,8 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="search the images (CLIP): by description, or like an image file",
     )
+    no_cache = {"action": "store_true", "help": "neither use nor fill the answer cache"}
+    commands.choices["query"].add_argument("--no-cache", **no_cache)
+    chat = commands.add_parser(
+        "chat", help="multi-turn questions (empty line, Ctrl-D or Ctrl-C ends)"
+    )
+    chat.add_argument("--no-cache", **no_cache)
 
-    commands.add_parser("chat", help="multi-turn questions (empty line, Ctrl-D or Ctrl-C ends)")
+    cache = commands.add_parser("cache", help="answer cache (RAG_CACHE): stats or clear")
+    cache_commands = cache.add_subparsers(
+        dest="cache_command", required=True, metavar="ACTION", help="stats or clear"
+    )
+    cache_stats = cache_commands.add_parser("stats", help="entries, hits, misses, hit rate")
+    cache_stats.add_argument("--json", action="store_true", help="print JSON")
+    cache_commands.add_parser("clear", help="remove every cached answer (documents stay)")
 
     docs = commands.add_parser("docs", help="list, check or delete documents")
     docs_commands = docs.add_subparsers(
@@ -421,10 +433,12 @@ def _require_documents(app) -> None:
 
 def _query(app, args: argparse.Namespace) -> int:
     _require_documents(app)
+    cache = not args.no_cache
     if args.json:
-        print(json.dumps(asdict(app.query(args.question, args.top_k)), ensure_ascii=False))
+        answer = app.query(args.question, args.top_k, cache=cache)
+        print(json.dumps(asdict(answer), ensure_ascii=False))
         return 0
-    answer, pieces = app.stream_query(args.question, args.top_k)
+    answer, pieces = app.stream_query(args.question, args.top_k, cache=cache)
     print(f"Answer ({answer.mode}):")
     for piece in pieces:
         print(piece, end="", flush=True)
@@ -455,7 +469,7 @@ def _print_sources(sources, with_text: bool = False) -> None:
 
 def _chat(app, args: argparse.Namespace) -> int:
     _require_documents(app)
-    session = app.chat()
+    session = app.chat(cache=not args.no_cache)
     if sys.stdin.isatty():
         import readline  # noqa: F401 - importing it gives input() line editing and history
     print(f"chat ({app.answerer.mode}); an empty line or Ctrl-D ends it")
@@ -478,6 +492,24 @@ def _read_question() -> str:
     except EOFError:
         print()
         return ""
+
+
+def _cache(app, args: argparse.Namespace) -> int:
+    cache = app.answer_cache
+    if args.cache_command == "clear":
+        cache.clear()
+        print(f"cleared the answer cache {cache.collection!r} at {app.backend.location}")
+        return 0
+    stats = cache.stats()
+    if args.json:
+        print(json.dumps({**asdict(stats), "hit_rate": stats.hit_rate}))
+        return 0
+    print(f"answer cache {cache.collection!r} (RAG_CACHE={app.settings.cache})")
+    print(f"entries   {stats.entries}")
+    print(f"hits      {stats.hits} ({stats.exact_hits} exact, {stats.semantic_hits} semantic)")
+    print(f"misses    {stats.misses}")
+    print(f"hit rate  {stats.hit_rate:.1%}")
+    return 0
 
 
 def _docs(app, args: argparse.Namespace) -> int:
@@ -592,6 +624,7 @@ COMMANDS = {
     "chat": _chat,
     "docs": _docs,
     **APP_COMMANDS,
+    "cache": _cache,
 }
 
 

@@ -19,6 +19,7 @@ from rag_app.errors import ConfigError
 VectorStoreName = Literal["memory", "chroma", "pinecone"]
 RetrieverName = Literal["hybrid", "dense", "keyword"]
 MemoryIndexName = Literal["exact", "hnsw"]
+CacheMode = Literal["off", "exact", "semantic"]
 #: Embedding models shipped inside wheels (rag_app/embeddings.py); `minilm` is `local`.
 OFFLINE_EMBED_MODELS = ("e5", "use", "local", "minilm")
 
@@ -56,6 +57,9 @@ class Settings(BaseSettings):
     hnsw_m: int = _env("RAG_HNSW_M", 16, ge=2, le=256)
     hnsw_ef_construction: int = _env("RAG_HNSW_EF_CONSTRUCTION", 100, ge=4, le=4096)
     hnsw_ef_search: int = _env("RAG_HNSW_EF_SEARCH", 64, ge=1, le=4096)
+    cache: CacheMode = _env("RAG_CACHE", "off")
+    cache_threshold: float | None = _env("RAG_CACHE_THRESHOLD", None, ge=-1.0, le=1.0)
+    cache_extractive: bool = _env("RAG_CACHE_EXTRACTIVE", False)
 
     chroma_host: str | None = _env("CHROMA_HOST", None)
     chroma_port: int = _env("CHROMA_PORT", 8000, ge=1, le=65535)
