@@ -119,6 +119,16 @@ def targets(results: dict[str, Any]) -> list[Target]:
                 1.5,
             ),
         ]
+    for name, r in results.get("cache_latency", {}).items():
+        for layer in ("exact", "semantic"):
+            found.append(
+                Target(
+                    f"answer cache {name}: {layer}-hit p50 / uncached p50 (LLM 500 ms)",
+                    "<= 0.05",
+                    r[f"{layer}_over_uncached_p50"],
+                    0.05,
+                )
+            )
     for scale in results.get("scale", []):
         for name in ("memory", "chroma"):
             overhead = _get(scale, "backends", name, "overhead_p50_ms")
@@ -228,6 +238,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += _rss_section(results)
     lines += _answer_section(results)
     lines += _image_section(results)
+    lines += _cache_section(results)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -529,3 +540,49 @@ def _rss_section(results: dict[str, Any]) -> list[str]:
         "",
         *table(header, rows),
     ]
+
+
+def _cache_section(results: dict[str, Any]) -> list[str]:
+    from benchmarks.cache_bench import render_table
+
+    lines = []
+    latency = results.get("cache_latency")
+    if latency:
+        header = ["backend", "uncached p50 ms", "exact hit p50 ms", "semantic hit p50 ms"]
+        header += ["exact / uncached", "semantic / uncached", "modes served"]
+        rows = [
+            (
+                name,
+                r["uncached"]["p50_ms"],
+                r["exact"]["p50_ms"],
+                r["semantic"]["p50_ms"],
+                r["exact_over_uncached_p50"],
+                r["semantic_over_uncached_p50"],
+                ", ".join(m for modes in r["modes"].values() for m in modes),
+            )
+            for name, r in latency.items()
+        ]
+        lines += [
+            "## Answer cache: latency (loopback LLM answering in 500 ms)",
+            "",
+            "The same questions (the Markdown samples, English and Korean) answered with",
+            "`cache=False`, from the exact layer, and from the semantic layer (the question",
+            "lower-cased without its question mark), interleaved question by question.",
+            "",
+            *table(header, rows),
+        ]
+    for model_id, result in (results.get("cache_thresholds") or {}).items():
+        pick = result["pick"]
+        chosen = f"**{pick['threshold']:.2f}**" if pick else "none qualifies"
+        lines += [
+            f"## Answer cache: semantic threshold, {model_id} (RAG_EMBED_MODEL={result['spec']})",
+            "",
+            "Cosine of `embed_query` of both questions. ko: KLUE-STS dev, false hits on pairs",
+            "labelled <= 1.0, true hits on pairs >= 4.5; en: hand-written paraphrases of XQuAD",
+            "questions (benchmarks/data) and, for false hits, consecutive questions on one XQuAD",
+            f"paragraph with different answers. Pairs: {result['pairs']}. Chosen (the lowest",
+            f"threshold with <= 1% false hits on every set): {chosen}.",
+            "",
+            *render_table(model_id, result),
+        ]
+    return lines

@@ -26,6 +26,7 @@ from typing import Any
 
 from benchmarks import (
     answer_bench,
+    cache_bench,
     e5_torch_bench,
     hnsw_bench,
     image_bench,
@@ -57,10 +58,13 @@ ALL_SECTIONS = (
     "hnsw-real",
     "answers",
     "images",
+    "cache",
 )
 #: The embedding batch-size sweep and real-embedding HNSW recall need minutes of encoding on
 #: 2 cores, so `make bench` leaves them out; name them in --sections to run them.
-DEFAULT_SECTIONS = "ingest,hybrid,models,e5-torch,scale,rss,answers,images"
+DEFAULT_SECTIONS = "ingest,hybrid,models,e5-torch,scale,rss,answers,images,cache"
+#: Answer-cache latency: memory and embedded Chroma (the servers add only their round trips).
+CACHE_BACKENDS = ["memory", "chroma"]
 TEXT_SECTIONS = {"ingest", "hybrid", "models", "e5-torch", "batch", "hnsw-real"}
 
 
@@ -81,6 +85,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=64, help="images per image ingest")
     parser.add_argument(
         "--sections", default=DEFAULT_SECTIONS, help=f"comma-separated, of {ALL_SECTIONS}"
+    )
+    parser.add_argument(
+        "--cache-models",
+        default="local",
+        help="RAG_EMBED_MODEL values whose semantic-cache threshold is measured",
     )
     parser.add_argument("--json", type=Path, default=RESULTS)
     parser.add_argument("--markdown", type=Path, default=MARKDOWN)
@@ -148,6 +157,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "image ingest vs raw CLIP",
                 lambda: image_bench.bench_images(args.images, workdir / "images"),
             )
+        if "cache" in args.sections:
+            _cache_sections(sections, args, workdir)
     results["loadavg_end"] = os.getloadavg()
     results["wall_s"] = round(time.perf_counter() - began, 1)
     return results
@@ -233,6 +244,28 @@ def _store_sections(sections: Sections, args: argparse.Namespace, workdir: Path)
             sections.run(f"memory RSS {size}", lambda s=size: memory_store_bench.bench_rss(s))
             for size in sizes(args.rss_sizes)
         ]
+
+
+def _cache_sections(sections: Sections, args: argparse.Namespace, workdir: Path) -> None:
+    from tests.support.openai_server import running_openai_server
+
+    results = sections.results
+    models = [m for m in args.cache_models.split(",") if m]
+    if cache_bench.KLUE_STS.exists():
+        results["cache_thresholds"] = sections.run(
+            "answer-cache thresholds",
+            lambda: cache_bench.bench_thresholds(models, workdir),
+        )
+    else:
+        reason = f"{cache_bench.KLUE_STS} is absent: the cache thresholds were not measured"
+        print(f"[bench] skip: {reason}", flush=True)
+        results["skipped"]["klue"] = reason
+    embedder = build_embedder(load_settings(data_dir=workdir / "model"), cache=False)
+    with running_openai_server(delay_ms=cache_bench.LLM_DELAY_MS) as url:
+        results["cache_latency"] = sections.run(
+            "answer-cache latency",
+            lambda: cache_bench.bench_latency(embedder, CACHE_BACKENDS, workdir, url),
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
