@@ -48,6 +48,8 @@ CACHE_SUFFIX = "__answers"
 STATS_KEY = "__stats__"
 #: Semantic candidates examined per lookup (a stale best candidate must not hide a valid one).
 SEMANTIC_CANDIDATES = 4
+#: Misses remembered until their answer is stored (streams that never finish are dropped).
+MAX_PENDING = 64
 #: Pinecone keeps at most 40 KB of metadata per vector; larger answers are not stored.
 MAX_ENTRY_BYTES = 36_000
 #: Cosine thresholds by embedder `model_id`, measured by
@@ -120,6 +122,9 @@ class AnswerCache:
         )
         self._backend: Backend | None = None
         self._embedded: tuple[str, list[float]] = ("", [])
+        #: The catalog as a miss saw it, before retrieval: a document that changes while the
+        #: answer is written then mismatches its recorded hash, so the entry is never served.
+        self._catalog_at_miss: dict[str, dict[str, str]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -168,6 +173,10 @@ class AnswerCache:
         if answer is None and self.settings.cache == "semantic":
             answer = self._semantic(question, context, catalog)
         self._count("hits" if answer else "misses", answer)
+        if answer is None:
+            if len(self._catalog_at_miss) >= MAX_PENDING:
+                self._catalog_at_miss.clear()
+            self._catalog_at_miss[normalize(question)] = catalog
         return answer
 
     def store(
@@ -176,10 +185,10 @@ class AnswerCache:
         """Keep a complete answer, with the content hash of every document it came from."""
         if not self.enabled or not answer.sources or not answer.text:
             return
-        catalog = self._catalog()
+        catalog = self._catalog_at_miss.pop(normalize(answer.question), None) or self._catalog()
         cited = {s.doc_id: catalog.get(s.doc_id) for s in answer.sources}
         if any(digest is None for digest in cited.values()):
-            return  # a source changed while answering: the answer may already be stale
+            return  # a source was being written: nothing certain to record
         payload = {
             "question": answer.question,
             "text": answer.text,

@@ -103,6 +103,18 @@ def test_changed_or_deleted_source_invalidates_what_cited_it(
     assert app.query(OTHER, top_k=1).mode == "cache:exact"
 
 
+def test_a_source_changed_while_answering_is_never_served(
+    make_settings: Callable[..., Settings], embedder: Embedder
+) -> None:
+    with RagApp(make_settings(**CACHED), embedder=embedder) as app:
+        app.ingest(DOCS)
+        assert app.answer_cache.lookup(QUESTION) is None  # the miss sees the catalog...
+        answer = app.query(QUESTION, cache=False)
+        app.ingest([Document(id_="hnsw", text="HNSW parameter ef_search was renamed to beam.")])
+        app.answer_cache.store(answer)  # ...and the entry records what the miss saw
+        assert app.query(QUESTION).mode == "extractive"
+
+
 def test_a_second_process_shares_the_cache(make_app: Callable[..., RagApp]) -> None:
     app = make_app(**CACHED)
     app.ingest(DOCS)
