@@ -565,9 +565,9 @@ def _cache_section(results: dict[str, Any]) -> list[str]:
         lines += [
             "## Answer cache: latency (loopback LLM answering in 500 ms)",
             "",
-            "The same questions (the Markdown samples, English and Korean) answered with",
-            "`cache=False`, from the exact layer, and from the semantic layer (the question",
-            "lower-cased without its question mark), interleaved question by question.",
+            "The same questions on the Markdown samples answered with `cache=False`, from the",
+            "exact layer, and from the semantic layer (the question lower-cased), interleaved",
+            "question by question. A semantic hit embeds the question; an exact one does not.",
             "",
             *table(header, rows),
         ]
