@@ -21,7 +21,7 @@ from llama_index.core.chat_engine import CondensePlusContextChatEngine
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import NodeWithScore
 
-from rag_app.cache import AnswerCache
+from rag_app.cache import AnswerCache, prompt_fingerprint
 from rag_app.catalog_store import CatalogVectorStore
 from rag_app.chunking import Chunker, default_chunk_size
 from rag_app.consistency import CheckReport, check
@@ -113,7 +113,9 @@ class RagApp:
 
     @cached_property
     def answer_cache(self) -> AnswerCache:
-        return AnswerCache(self.settings, self.embedder, self.backend, self._collection)
+        return AnswerCache(
+            self.settings, self.embedder, self.backend, self._collection, self._prompts
+        )
 
     @classmethod
     def from_env(cls, collection: str | None = None, **overrides: Any) -> RagApp:
@@ -294,13 +296,15 @@ class RagApp:
         """An answer with its numbered sources (`as_query_engine().query`, as an `Answer`),
         from the answer cache when RAG_CACHE allows."""
         self._check_question(question, top_k)
-        if cache and (hit := self.answer_cache.lookup(question, top_k)):
+        engine = self.as_query_engine(similarity_top_k=top_k)
+        prompts = self._prompts(engine)
+        if cache and (hit := self.answer_cache.lookup(question, top_k, prompts=prompts)):
             return hit
         with self.answerer.errors():
-            response = self.as_query_engine(similarity_top_k=top_k).query(question)
+            response = engine.query(question)
         answer = self._answer(question, str(response), response.source_nodes)
         if cache:
-            self.answer_cache.store(answer, top_k)
+            self.answer_cache.store(answer, top_k, prompts=prompts)
         return answer
 
     def stream_query(
@@ -308,14 +312,16 @@ class RagApp:
     ) -> tuple[Answer, Iterator[str]]:
         """The sources now and the answer text as it streams (`answer.text` fills in)."""
         self._check_question(question, top_k)
-        if cache and (hit := self.answer_cache.lookup(question, top_k)):
+        engine = self.as_query_engine(similarity_top_k=top_k, streaming=True)
+        prompts = self._prompts(engine)
+        if cache and (hit := self.answer_cache.lookup(question, top_k, prompts=prompts)):
             return hit, iter([hit.text])
         with self.answerer.errors():
-            response = self.as_query_engine(similarity_top_k=top_k, streaming=True).query(question)
+            response = engine.query(question)
         answer = self._answer(question, "", response.source_nodes)
         pieces = _filling(answer, response.response_gen, self.answerer)
         if cache:
-            pieces = self.answer_cache.stream_through(answer, pieces, top_k)
+            pieces = self.answer_cache.stream_through(answer, pieces, top_k, prompts=prompts)
         return answer, pieces
 
     def _check_question(self, question: str, top_k: int | None) -> None:
@@ -323,6 +329,11 @@ class RagApp:
         _ = self.answerer
         check_question(question)
         check_top_k(top_k)
+
+    def _prompts(self, engine: RetrieverQueryEngine | None = None) -> str:
+        """The answer cache's fingerprint of the prompts `engine` (default: `query`'s) uses."""
+        engine = engine or self.as_query_engine()
+        return prompt_fingerprint(engine.get_prompts(), self.answerer.llm)
 
     def _answer(self, question: str, text: str, nodes: Sequence[NodeWithScore]) -> Answer:
         sources = [_source(number, hit) for number, hit in enumerate(nodes, start=1)]
@@ -463,7 +474,9 @@ class ChatSession:
     def ask(self, question: str) -> tuple[Answer, Iterator[str]]:
         """One turn; the answer cache keys it by the history so far as well."""
         history = list(self.history)
-        hit = self.app.answer_cache.lookup(question, history=history) if self.cache else None
+        # A first turn is its question alone over the same retriever: it shares query's entries.
+        key = {"history": history, "prompts": self._prompts() if history else None}
+        hit = self.app.answer_cache.lookup(question, **key) if self.cache else None
         if hit:
             return hit, self._remembered(hit, iter([hit.text]))
         with self.app.answerer.errors():
@@ -471,8 +484,20 @@ class ChatSession:
         answer = self.app._answer(question, "", response.source_nodes)
         pieces = _filling(answer, response.response_gen, self.app.answerer)
         if self.cache:
-            pieces = self.app.answer_cache.stream_through(answer, pieces, history=history)
+            pieces = self.app.answer_cache.stream_through(answer, pieces, **key)
         return answer, self._remembered(answer, pieces)
+
+    def _prompts(self) -> str:
+        """The fingerprint of the chat engine's prompts; LlamaIndex's chat engines have no
+        `get_prompts`, so they are read where the engine keeps them."""
+        engine = self.engine
+        prompts = {
+            "system": engine._system_prompt,
+            "context": engine._context_prompt_template,
+            "context_refine": engine._context_refine_prompt_template,
+            "condense": engine._condense_prompt_template,
+        }
+        return prompt_fingerprint(prompts, self.app.answerer.llm)
 
     def _remembered(self, answer: Answer, pieces: Iterator[str]) -> Iterator[str]:
         """Pass the pieces through; add the turn to the history once the answer is complete."""

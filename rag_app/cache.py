@@ -8,7 +8,8 @@ the store shares them. One entry is a vector (the question's query embedding) wh
 exact key and whose text is the answer with its sources.
 
 Correctness comes first. An entry is found only under its context: the LLM, the prompt
-template, the retrieval settings, the chunking, the embedding model and the chat history. It
+templates of the LlamaIndex engine that answers, the retrieval settings, the chunking, the
+embedding model and the chat history. It
 records the content hash of every document it was answered from, and a lookup serves it only
 while the catalog still holds those documents with those hashes, so re-ingesting a changed
 source or deleting one invalidates every answer built on it (the stale entry is deleted when
@@ -28,16 +29,18 @@ import hashlib
 import json
 import logging
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.llms import LLM
+from llama_index.core.prompts import BasePromptTemplate
 from llama_index.core.schema import TextNode
 from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters
 
 from rag_app.embeddings import Embedder
-from rag_app.llms import SYSTEM_PROMPT, Answer, Source, prompt
+from rag_app.llms import Answer, Source
 from rag_app.settings import Settings
 from rag_app.stores.base import Backend
 from rag_app.stores.registry import open_backend
@@ -77,10 +80,16 @@ def normalize(question: str) -> str:
     return " ".join(unicodedata.normalize("NFC", question).split())
 
 
-def prompt_fingerprint() -> str:
-    """Changes whenever the system prompt or the user-prompt template changes."""
-    probe = prompt("{question}", [Source(1, "{doc}", 0.0, "{text}", None, None)])
-    return _digest(SYSTEM_PROMPT + "\0" + probe, 16)
+def prompt_fingerprint(
+    prompts: Mapping[str, BasePromptTemplate | str | None], llm: LLM | None = None
+) -> str:
+    """Changes whenever a prompt an engine answers with changes: `engine.get_prompts()` (a
+    user's `text_qa_template` included), each template as LlamaIndex selects it for `llm`."""
+    texts = {
+        name: p.get_template(llm=llm) if isinstance(p, BasePromptTemplate) else p
+        for name, p in prompts.items()
+    }
+    return _digest(json.dumps(texts, ensure_ascii=False, sort_keys=True), 16)
 
 
 def _digest(text: str, length: int) -> str:
@@ -110,8 +119,12 @@ class AnswerCache:
         embedder: Embedder,
         documents: Backend,
         collection: str,
+        query_prompts: Callable[[], str],
     ) -> None:
+        """`query_prompts` fingerprints the prompts of `RagApp.query`'s engine: the context of
+        a lookup or store that names no other prompts."""
         self.settings = settings
+        self.query_prompts = query_prompts
         self.embedder = embedder
         self.documents = documents
         self.collection = cache_collection(documents, collection, embedder.model_id)
@@ -141,12 +154,17 @@ class AnswerCache:
             )
         return self._backend
 
-    def context_key(self, top_k: int | None, history: Sequence[ChatMessage] = ()) -> str:
+    def context_key(
+        self,
+        top_k: int | None,
+        history: Sequence[ChatMessage] = (),
+        prompts: str | None = None,
+    ) -> str:
         """Everything besides the question and the documents that changes the answer."""
         s = self.settings
         context = {
             "llm": s.resolved_llm,
-            "prompt": prompt_fingerprint(),
+            "prompt": prompts or self.query_prompts(),
             "top_k": top_k or s.top_k,
             "retriever": s.retriever,
             "reranker": s.reranker,
@@ -162,12 +180,16 @@ class AnswerCache:
     # ------------------------------------------------------------------ lookup and store
 
     def lookup(
-        self, question: str, top_k: int | None = None, history: Sequence[ChatMessage] = ()
+        self,
+        question: str,
+        top_k: int | None = None,
+        history: Sequence[ChatMessage] = (),
+        prompts: str | None = None,
     ) -> Answer | None:
         """A still-valid stored answer for this question in this context, or None (a miss)."""
         if not self.enabled:
             return None
-        context = self.context_key(top_k, history)
+        context = self.context_key(top_k, history, prompts)
         catalog = self._catalog()
         answer = self._exact(question, context, catalog)
         if answer is None and self.settings.cache == "semantic":
@@ -180,7 +202,11 @@ class AnswerCache:
         return answer
 
     def store(
-        self, answer: Answer, top_k: int | None = None, history: Sequence[ChatMessage] = ()
+        self,
+        answer: Answer,
+        top_k: int | None = None,
+        history: Sequence[ChatMessage] = (),
+        prompts: str | None = None,
     ) -> None:
         """Keep a complete answer, with the content hash of every document it came from."""
         if not self.enabled or not answer.sources or not answer.text:
@@ -200,7 +226,7 @@ class AnswerCache:
         if len(text.encode("utf-8")) > MAX_ENTRY_BYTES:
             log.info("answer cache: an answer over %d bytes was not stored", MAX_ENTRY_BYTES)
             return
-        context = self.context_key(top_k, history)
+        context = self.context_key(top_k, history, prompts)
         node = TextNode(
             id_=self.entry_id(answer.question, context),
             text=text,
@@ -216,10 +242,11 @@ class AnswerCache:
         pieces: Iterator[str],
         top_k: int | None = None,
         history: Sequence[ChatMessage] = (),
+        prompts: str | None = None,
     ) -> Iterator[str]:
         """Pass a streamed answer through; store it once the stream is complete."""
         yield from pieces
-        self.store(answer, top_k, history)
+        self.store(answer, top_k, history, prompts)
 
     def _exact(self, question: str, context: str, catalog: dict[str, str]) -> Answer | None:
         entry_id = self.entry_id(question, context)

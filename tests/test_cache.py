@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from llama_index.core import Document
+from llama_index.core import Document, PromptTemplate
 
 from rag_app import cli
 from rag_app.app import RagApp
@@ -177,7 +177,7 @@ def test_a_hit_makes_no_llm_call(
                 turns.append(("".join(pieces), answer.mode))
             assert turns[0] == (first.text, "cache:exact")  # first turn: no history
             assert turns[1][1] == "openai:gpt-4o-mini"  # after a turn: keyed by the history
-            assert llm_calls() == 5
+            assert llm_calls() == 6  # a follow-up turn condenses the question, then answers
 
 
 def test_cli_cache_stats_and_clear(
@@ -202,3 +202,19 @@ def test_cli_cache_stats_and_clear(
     assert "entries   0" in out and "hit rate  0.0%" in out
     with RagApp(settings, embedder=embedder) as app:
         assert [d.doc_id for d in app.documents()] == ["hnsw", "paris"]  # documents untouched
+
+
+def test_the_prompt_templates_are_part_of_the_key(
+    make_settings: Callable[..., Settings], embedder: Embedder
+) -> None:
+    settings = make_settings(llm="openai:gpt-4o-mini", openai_api_key="sk-test")
+    with RagApp(settings, embedder=embedder) as app:
+        default = app._prompts()
+        assert app._prompts(app.as_query_engine(streaming=True)) == default
+        custom = app.as_query_engine(text_qa_template=PromptTemplate("{context_str} {query_str}"))
+        assert app._prompts(custom) != default
+        cache = app.answer_cache
+        assert cache.context_key(None) == cache.context_key(None, prompts=default)
+        assert cache.context_key(None, prompts=app._prompts(custom)) != cache.context_key(None)
+        session = app.chat()
+        assert session._prompts() != default
