@@ -167,6 +167,7 @@ class AnswerCache:
             "prompt": prompts or self.query_prompts(),
             "top_k": top_k or s.top_k,
             "retriever": s.retriever,
+            "sparse_index": s.pinecone_sparse_index,
             "reranker": s.reranker,
             "chunking": [s.chunk_size, s.chunk_overlap],
             "embed_model": self.embedder.model_id,
