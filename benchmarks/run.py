@@ -88,7 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--cache-models",
-        default="local",
+        default="e5,use,local",
         help="RAG_EMBED_MODEL values whose semantic-cache threshold is measured",
     )
     parser.add_argument("--json", type=Path, default=RESULTS)

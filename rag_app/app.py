@@ -114,7 +114,12 @@ class RagApp:
     @cached_property
     def answer_cache(self) -> AnswerCache:
         return AnswerCache(
-            self.settings, self.embedder, self.backend, self._collection, self._prompts
+            self.settings,
+            self._model_id(),
+            lambda: self.embedder,
+            self.backend,
+            self._collection,
+            self._prompts,
         )
 
     @classmethod
@@ -270,10 +275,14 @@ class RagApp:
         local = self.keyword if isinstance(self.keyword, KeywordSync) else None
         return check(self.backend, local, repair)
 
+    def _model_id(self) -> str:
+        """The embedding model's id, without loading the model."""
+        embedder = self.__dict__.get("embedder")
+        return embedder.model_id if embedder else embedding_model_id(self.settings)
+
     def _check_model_id(self) -> None:
         """A store built with another model is refused before the model is loaded."""
-        embedder = self.__dict__.get("embedder")
-        model_id = embedder.model_id if embedder else embedding_model_id(self.settings)
+        model_id = self._model_id()
         manifest = self.backend.manifest()
         if manifest is not None and manifest["embed_model"] != model_id:
             self.backend.check_embedding(model_id, manifest["dimension"])

@@ -19,8 +19,10 @@ nothing to notice it), and extractive answers only with RAG_CACHE_EXTRACTIVE=tru
 Hand-written because LlamaIndex has no answer cache (its `IngestionCache` caches
 transformations), and the caches that exist (GPTCache, LangChain's) keep their own storage
 instead of the app's pluggable vector store and know nothing of the document catalog.
-Hit/miss counters are one record in the cache collection's catalog, updated read-modify-write:
-under concurrent writers a count can be lost, never an answer made wrong.
+Hit/miss counters are one record in the cache collection's catalog. A lookup only counts in
+memory (a store write costs more than the rest of a hit); the counts are added to the record,
+read-modify-write, by the next store, `stats`, `close` or every MAX_UNSAVED_COUNTS lookups.
+Under concurrent writers or a killed process a count can be lost, never an answer made wrong.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import hashlib
 import json
 import logging
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -53,6 +56,8 @@ STATS_KEY = "__stats__"
 SEMANTIC_CANDIDATES = 4
 #: Misses remembered until their answer is stored (streams that never finish are dropped).
 MAX_PENDING = 64
+#: Lookups counted in memory before the counts are written anyway (a process serving only hits).
+MAX_UNSAVED_COUNTS = 32
 #: Pinecone keeps at most 40 KB of metadata per vector; larger answers are not stored.
 MAX_ENTRY_BYTES = 36_000
 #: Cosine thresholds by embedder `model_id`, measured by
@@ -116,24 +121,28 @@ class AnswerCache:
     def __init__(
         self,
         settings: Settings,
-        embedder: Embedder,
+        model_id: str,
+        embedder: Callable[[], Embedder],
         documents: Backend,
         collection: str,
         query_prompts: Callable[[], str],
     ) -> None:
-        """`query_prompts` fingerprints the prompts of `RagApp.query`'s engine: the context of
-        a lookup or store that names no other prompts."""
+        """`embedder` is called on the first semantic lookup or store, so an exact hit, `cache
+        stats` and `cache clear` never load the model. `query_prompts` fingerprints the prompts
+        of `RagApp.query`'s engine: the context of a lookup or store that names no others."""
         self.settings = settings
         self.query_prompts = query_prompts
-        self.embedder = embedder
+        self.model_id = model_id
+        self._embedder = embedder
         self.documents = documents
-        self.collection = cache_collection(documents, collection, embedder.model_id)
+        self.collection = cache_collection(documents, collection, model_id)
         self.threshold = (
             settings.cache_threshold
             if settings.cache_threshold is not None
-            else default_threshold(embedder.model_id)
+            else default_threshold(model_id)
         )
         self._backend: Backend | None = None
+        self._unsaved: Counter[str] = Counter()
         self._embedded: tuple[str, list[float]] = ("", [])
         #: The catalog as a miss saw it, before retrieval: a document that changes while the
         #: answer is written then mismatches its recorded hash, so the entry is never served.
@@ -150,7 +159,7 @@ class AnswerCache:
     def backend(self) -> Backend:
         if self._backend is None:
             self._backend = open_backend(
-                self.settings, lambda: self.embedder.dimension, self.collection
+                self.settings, lambda: self._embedder().dimension, self.collection
             )
         return self._backend
 
@@ -170,7 +179,7 @@ class AnswerCache:
             "sparse_index": s.pinecone_sparse_index,
             "reranker": s.reranker,
             "chunking": [s.chunk_size, s.chunk_overlap],
-            "embed_model": self.embedder.model_id,
+            "embed_model": self.model_id,
             "history": [[m.role.value, m.content] for m in history],
         }
         return _digest(json.dumps(context, ensure_ascii=False, sort_keys=True), 32)
@@ -236,6 +245,7 @@ class AnswerCache:
         )
         self.backend.upsert([node])
         self.backend.flush()
+        self._save_counts()
 
     def stream_through(
         self,
@@ -274,7 +284,7 @@ class AnswerCache:
         """The question's query embedding; a miss embeds once for lookup and store."""
         text = normalize(question)
         if self._embedded[0] != text:
-            self._embedded = (text, [float(v) for v in self.embedder.embed_query(text)])
+            self._embedded = (text, [float(v) for v in self._embedder().embed_query(text)])
         return self._embedded[1]
 
     def _valid(self, entry_id: str, text: str, catalog: dict[str, str]) -> bool:
@@ -293,26 +303,36 @@ class AnswerCache:
     # ------------------------------------------------------------------ stats and clear
 
     def _count(self, field: str, answer: Answer | None) -> None:
-        counts = self._counts()
-        counts[field] += 1
+        self._unsaved[field] += 1
         if answer is not None:
-            counts["exact_hits" if answer.mode == "cache:exact" else "semantic_hits"] += 1
-        self.backend.write_records({STATS_KEY: counts})
+            self._unsaved["exact_hits" if answer.mode == "cache:exact" else "semantic_hits"] += 1
+        if self._unsaved["hits"] + self._unsaved["misses"] >= MAX_UNSAVED_COUNTS:
+            self._save_counts()
+
+    def _save_counts(self) -> None:
+        if self._unsaved:
+            counts = self._counts()
+            counts.update({k: v + self._unsaved[k] for k, v in counts.items()})
+            self.backend.write_records({STATS_KEY: counts})
+            self._unsaved.clear()
 
     def _counts(self) -> dict[str, int]:
         stored = self.backend.read_records().get(STATS_KEY, {})
         return {k: int(stored.get(k, 0)) for k in CacheStats.__dataclass_fields__ if k != "entries"}
 
     def stats(self) -> CacheStats:
+        self._save_counts()
         return CacheStats(entries=self.backend.count(), **self._counts())
 
     def clear(self) -> None:
         """Remove every entry and the counters (the documents are untouched)."""
+        self._unsaved.clear()
         self.backend.drop()
         self.close()
 
     def close(self) -> None:
         if self._backend is not None:
+            self._save_counts()
             self._backend.close()
             self._backend = None
 

@@ -12,7 +12,7 @@ from llama_index.core import Document, PromptTemplate
 
 from rag_app import cli
 from rag_app.app import RagApp
-from rag_app.cache import THRESHOLDS
+from rag_app.cache import CACHE_SUFFIX, THRESHOLDS
 from rag_app.embeddings import Embedder
 from rag_app.settings import Settings
 from tests.conftest import cli_env, rag_app_command
@@ -218,3 +218,38 @@ def test_the_prompt_templates_are_part_of_the_key(
         assert cache.context_key(None, prompts=app._prompts(custom)) != cache.context_key(None)
         session = app.chat()
         assert session._prompts() != default
+
+
+
+def test_docs_list_neither_loads_the_model_nor_opens_the_cache(
+    make_settings: Callable[..., Settings],
+    embedder: Embedder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = make_settings(**CACHED)
+    with RagApp(settings, embedder=embedder) as app:
+        app.ingest(DOCS)
+    for name, value in cli_env(settings).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(RagApp, "embedder", property(_fail), raising=True)
+    assert cli.main(["docs", "list"]) == 0
+    assert not [p for p in settings.data_dir.rglob("*") if CACHE_SUFFIX in p.name]
+
+
+def test_cache_stats_and_clear_do_not_load_the_model(
+    make_settings: Callable[..., Settings], embedder: Embedder
+) -> None:
+    settings = make_settings(**CACHED)
+    with RagApp(settings, embedder=embedder) as app:
+        app.ingest(DOCS)
+        app.query(QUESTION)
+        collection = app.answer_cache.collection
+    with RagApp(settings) as app:
+        assert app.answer_cache.collection == collection  # the model id, known unloaded
+        assert app.answer_cache.stats().entries == 1
+        app.answer_cache.clear()
+        assert "embedder" not in app.__dict__
+
+
+def _fail(_: object) -> None:
+    raise AssertionError("the embedding model was loaded")
