@@ -476,6 +476,8 @@ def _chat(app, args: argparse.Namespace) -> int:
     try:
         while question := _read_question():
             answer, pieces = session.ask(question)
+            if answer.mode.startswith("cache:"):
+                print(f"({answer.mode})")
             for piece in pieces:
                 print(piece, end="", flush=True)
             print()
