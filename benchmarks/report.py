@@ -566,8 +566,9 @@ def _cache_section(results: dict[str, Any]) -> list[str]:
             "## Answer cache: latency (loopback LLM answering in 500 ms)",
             "",
             "The same questions on the Markdown samples answered with `cache=False`, from the",
-            "exact layer, and from the semantic layer (the question lower-cased), interleaved",
-            "question by question. A semantic hit embeds the question; an exact one does not.",
+            "exact layer, and from the semantic layer (the question without its question mark),",
+            "interleaved question by question. A semantic hit embeds the question; an exact one",
+            "does not.",
             "",
             *table(header, rows),
         ]
