@@ -363,10 +363,6 @@ class RagApp:
         """The store as a LlamaIndex vector store whose writes keep the catalog."""
         return CatalogVectorStore(self._ingestor(), on_change=self._commit_keyword)
 
-    def _commit_keyword(self) -> None:
-        if self.keyword:
-            self.keyword.commit()
-
     @property
     def storage_context(self) -> StorageContext:
         return StorageContext.from_defaults(vector_store=self.vector_store)

