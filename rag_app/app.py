@@ -78,7 +78,7 @@ class RagApp:
         self._embedding_checked = False
         self._collection = collection or settings.collection
 
-    # The embedding model takes seconds to load and the keyword index reads the whole catalog:
+    # The embedding model takes seconds to load and the keyword index syncs with the catalog:
     # both are built on first use, so `docs list`, `docs delete` and configuration errors are
     # fast, and a run that fails early leaves no cache or index files behind.
 
