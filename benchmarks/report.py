@@ -129,6 +129,8 @@ def targets(results: dict[str, Any]) -> list[Target]:
                     0.05,
                 )
             )
+    found += _remote_open_targets(results.get("remote_open"))
+    found += _sparse_quality_targets(results.get("sparse_quality"))
     for scale in results.get("scale", []):
         for name in ("memory", "chroma"):
             overhead = _get(scale, "backends", name, "overhead_p50_ms")
@@ -227,6 +229,10 @@ def render_markdown(results: dict[str, Any]) -> str:
     ]
     for reason in results.get("skipped", {}).values():
         lines += [f"Skipped: {reason}.", ""]
+    carried = results.get("carried") or {}
+    if carried:
+        kept = "; ".join(f"{name} ({started})" for name, started in sorted(carried.items()))
+        lines += [f"Not run this time, figures kept from an earlier run: {kept}.", ""]
     lines += _targets_section(results)
     lines += _ingest_section(results)
     lines += _hybrid_section(results)
@@ -239,6 +245,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += _answer_section(results)
     lines += _image_section(results)
     lines += _cache_section(results)
+    lines += _remote_open_section(results)
+    lines += _sparse_quality_section(results)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -587,3 +595,122 @@ def _cache_section(results: dict[str, Any]) -> list[str]:
             *render_table(model_id, result),
         ]
     return lines
+
+
+def _remote_open_targets(remote: dict[str, Any] | None) -> list[Target]:
+    if not remote:
+        return []
+    small, large = remote["sizes"][0] // 1000, remote["sizes"][-1] // 1000
+    found = []
+    for config, row in remote["summary"].items():
+        found += [
+            Target(
+                f"remote open {config}: first open + query, {large}k / {small}k time",
+                "<= 1.5x",
+                row["open_ratio"],
+                1.5,
+            ),
+            Target(
+                f"remote open {config} {large}k after a 1-document ingest: chunks fetched "
+                f"(document: {row['ingested_chunks']})",
+                f"<= {row['ingested_chunks']}",
+                row["after_ingest_chunks_fetched"],
+                row["ingested_chunks"],
+            ),
+        ]
+    return found
+
+
+def _remote_open_section(results: dict[str, Any]) -> list[str]:
+    remote = results.get("remote_open")
+    if not remote:
+        return []
+    header = [
+        "chunks",
+        "configuration",
+        "first open + query s",
+        "chunk texts fetched",
+        "catalog records read",
+        "after 1-doc ingest: s",
+        "chunks fetched",
+        "records read",
+        "document chunks",
+    ]
+    rows = []
+    for run in remote["runs"]:
+        for config, r in run["configs"].items():
+            first, after = r["first_open"], r["after_ingest"]
+            rows.append(
+                (
+                    run["size"],
+                    config,
+                    first["seconds"],
+                    first["chunks_fetched"],
+                    first["catalog_records_read"],
+                    after["seconds"],
+                    after["chunks_fetched"],
+                    after["catalog_records_read"],
+                    r["ingested_chunks"],
+                )
+            )
+    return [
+        "## Remote open: a new client opens a shared store (Chroma server, local Pinecone)",
+        "",
+        "Synthetic chunks (pseudo-word texts, clustered vectors) written through `Ingestor.write`",
+        "in documents of 20 chunks. A client with an empty RAG_DATA_DIR opens the store and runs",
+        f"one hybrid retrieve (median of {remote['median_of']} fresh opens); another client",
+        "ingests one document; the first client's data dir opens again and retrieves. Counts",
+        "are what the backend returned (chunk texts: `fetch_nodes`; records: catalog reads),",
+        "including the text of keyword-only hits the query shows. `pinecone` keeps BM25 on the",
+        "client; `pinecone-sparse` in a sparse index (PINECONE_SPARSE_INDEX).",
+        "",
+        *table(header, rows),
+    ]
+
+
+def _sparse_quality_targets(quality: dict[str, Any] | None) -> list[Target]:
+    if not quality:
+        return []
+    return [
+        Target(
+            f"hybrid hit@1 {name}: sparse index - client BM25 (absolute difference)",
+            "<= 0.01",
+            abs(row["sparse_minus_client_hit1"]),
+            0.01,
+        )
+        for name, row in quality["datasets"].items()
+    ]
+
+
+def _sparse_quality_section(results: dict[str, Any]) -> list[str]:
+    quality = results.get("sparse_quality")
+    if not quality:
+        return []
+    datasets = quality["datasets"]
+    variants = list(next(iter(datasets.values()))["variants"]) if datasets else []
+    rows = [
+        (
+            variant,
+            *(
+                f"{d['variants'][variant]['hit@1']:.3f} / {d['variants'][variant]['hit@5']:.3f}"
+                for d in datasets.values()
+            ),
+        )
+        for variant in variants
+    ]
+    sizes = ", ".join(
+        f"{name} {d['questions']} questions over {d['chunks']} chunks"
+        for name, d in datasets.items()
+    )
+    return [
+        "## Hybrid with BM25 in Pinecone vs on the client (local Pinecone server)",
+        "",
+        f"{quality['model']}; {sizes} (at most {quality['limit']} questions per dataset, sampled",
+        "with seed 0). One ingest per dataset writes the dense and the sparse index; every",
+        "variant answers the same questions from that dense index. `client`: local BM25 + fusion",
+        "(today); `sparse`: BM25 scored by the sparse index + the same fusion; `one-index`: one",
+        "dotproduct index with each chunk's dense and sparse values, one query weighted",
+        "alpha * dense + (1 - alpha) * sparse. hit@1 / hit@5:",
+        "",
+        *table(["variant", *datasets], rows),
+    ]

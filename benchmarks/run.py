@@ -9,6 +9,9 @@ it is absent.
 
     .venv/bin/python -m benchmarks.run            # the full run (under 15 minutes on 2 cores)
     .venv/bin/python -m benchmarks.run --quick    # a smoke run (small sizes)
+    .venv/bin/python -m benchmarks.run --sections remote-open,sparse-quality
+                                                  # some sections; the others' figures are
+                                                  # kept from the previous latest.json
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from benchmarks import (
     memory_store_bench,
     models_bench,
     query_bench,
+    remote_open_bench,
+    sparse_quality_bench,
 )
 from benchmarks.common import KLUE, XQUAD_EN, XQUAD_ZH
 from benchmarks.report import render_markdown
@@ -59,13 +64,32 @@ ALL_SECTIONS = (
     "answers",
     "images",
     "cache",
+    "remote-open",
+    "sparse-quality",
 )
-#: The embedding batch-size sweep and real-embedding HNSW recall need minutes of encoding on
-#: 2 cores, so `make bench` leaves them out; name them in --sections to run them.
-DEFAULT_SECTIONS = "ingest,hybrid,models,e5-torch,scale,rss,answers,images,cache"
+#: The embedding batch-size sweep, real-embedding HNSW recall and the sparse-index quality
+#: comparison need minutes of encoding on 2 cores, so `make bench` leaves them out; name them
+#: in --sections to run them.
+DEFAULT_SECTIONS = "ingest,hybrid,models,e5-torch,scale,rss,answers,images,cache,remote-open"
 #: Answer-cache latency: memory and embedded Chroma (the servers add only their round trips).
 CACHE_BACKENDS = ["memory", "chroma"]
-TEXT_SECTIONS = {"ingest", "hybrid", "models", "e5-torch", "batch", "hnsw-real"}
+TEXT_SECTIONS = {"ingest", "hybrid", "models", "e5-torch", "batch", "hnsw-real", "sparse-quality"}
+#: The results key each section writes (a section not run keeps the previous run's figures).
+SECTION_KEYS = {
+    "ingest": ["ingest", "ingest_warm_up_s"],
+    "hybrid": ["hybrid_vs_dense"],
+    "models": ["models"],
+    "e5-torch": ["e5_torch"],
+    "scale": ["scale"],
+    "rss": ["memory_rss"],
+    "batch": ["batch_sizes"],
+    "hnsw-real": ["hnsw_real"],
+    "answers": ["answer_eval"],
+    "images": ["images"],
+    "cache": ["cache_thresholds", "cache_latency"],
+    "remote-open": ["remote_open"],
+    "sparse-quality": ["sparse_quality"],
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -84,6 +108,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--answers", type=int, default=1000, help="answers / judged questions")
     parser.add_argument("--images", type=int, default=64, help="images per image ingest")
     parser.add_argument(
+        "--remote-sizes", default="10000,100000", help="remote-open store sizes (chunks)"
+    )
+    parser.add_argument(
+        "--quality-questions", type=int, default=400, help="sparse-quality questions per dataset"
+    )
+    parser.add_argument(
         "--sections", default=DEFAULT_SECTIONS, help=f"comma-separated, of {ALL_SECTIONS}"
     )
     parser.add_argument(
@@ -101,6 +131,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.articles, args.sizes, args.rss_sizes = 3, "10000", "100000"
         args.queries, args.batch_texts, args.answers, args.images = 30, 16, 100, 16
+        args.remote_sizes, args.quality_questions = "2000,10000", 50
     return args
 
 
@@ -202,6 +233,13 @@ def _text_sections(sections: Sections, args: argparse.Namespace, workdir: Path) 
         results["batch_sizes"] = sections.run(
             "embed batch size", lambda: ingest_bench.bench_batch_sizes(embedder, texts, BATCH_SIZES)
         )
+    if "sparse-quality" in args.sections:
+        results["sparse_quality"] = sections.run(
+            "sparse index vs client BM25 quality",
+            lambda: sparse_quality_bench.bench_sparse_quality(
+                args.quality_questions, workdir / "sparse-quality"
+            ),
+        )
     if "hnsw-real" in args.sections:
         results["hnsw_real"] = sections.run(
             "hnsw recall (XQuAD embeddings)",
@@ -239,6 +277,11 @@ def _store_sections(sections: Sections, args: argparse.Namespace, workdir: Path)
             )
             for size in sizes(args.sizes)
         ]
+    if "remote-open" in args.sections:
+        results["remote_open"] = sections.run(
+            "remote open",
+            lambda: remote_open_bench.bench_remote_open(sizes(args.remote_sizes), workdir),
+        )
     if "rss" in args.sections:
         results["memory_rss"] = [
             sections.run(f"memory RSS {size}", lambda s=size: memory_store_bench.bench_rss(s))
@@ -268,11 +311,28 @@ def _cache_sections(sections: Sections, args: argparse.Namespace, workdir: Path)
         )
 
 
+def carry_over(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Keep the previous run's figures of the sections not run now, noting when they ran."""
+    if not args.json.exists():
+        return results
+    previous = json.loads(args.json.read_text(encoding="utf-8"))
+    results["carried"] = dict(previous.get("carried", {}))
+    for section, keys in SECTION_KEYS.items():
+        if section in args.sections:
+            results["carried"].pop(section, None)
+            continue
+        kept = {k: previous[k] for k in keys if k in previous}
+        if kept:
+            results.update(kept)
+            results["carried"].setdefault(section, previous["started"])
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = parse_args(argv)
-    results = run(args)
+    results = carry_over(run(args), args)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
