@@ -118,25 +118,34 @@ def fill(app: RagApp, size: int) -> float:
 
 
 class Counted:
-    """Counts what a backend (and a Pinecone keyword search) hands back while watched."""
+    """Counts what a backend (and a Pinecone keyword search) hands back while watched.
+
+    Catalog reads that call one another (a whole read made of reads by key) count once.
+    """
 
     def __init__(self, app: RagApp) -> None:
         self.chunks = 0
         self.records = 0
+        self.keys_listed = 0
         self.sparse_records = 0
+        self._depth = 0
         backend = app.backend
         self._wrap(backend, "fetch_nodes", "chunks")
-        self._wrap(backend, "read_records", "records")
-        if hasattr(backend, "read_record"):
-            self._wrap(backend, "read_record", "records", single=True)
+        for name in ("read_records", "read_records_by_key", "read_records_since"):
+            self._wrap(backend, name, "records")
+        self._wrap(backend, "record_keys", "keys_listed")
 
-    def _wrap(self, target: Any, name: str, counter: str, single: bool = False) -> None:
+    def _wrap(self, target: Any, name: str, counter: str) -> None:
         original = getattr(target, name)
 
         def counted(*args: Any, **kwargs: Any) -> Any:
-            found = original(*args, **kwargs)
-            added = (found is not None) if single else len(found)
-            setattr(self, counter, getattr(self, counter) + added)
+            self._depth += 1
+            try:
+                found = original(*args, **kwargs)
+            finally:
+                self._depth -= 1
+            if self._depth == 0:
+                setattr(self, counter, getattr(self, counter) + len(found or ()))
             return found
 
         setattr(target, name, counted)
@@ -170,6 +179,7 @@ def open_and_query(settings: Any, question: str) -> dict[str, Any]:
         "chunks_fetched": counted.chunks,
         "chunks_fetched_by_sync": synced_chunks,
         "catalog_records_read": counted.records,
+        "catalog_keys_listed": counted.keys_listed,
         "sparse_records_fetched": counted.sparse_records,
         "sources": len(sources),
     }

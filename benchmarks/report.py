@@ -634,6 +634,7 @@ def _remote_open_section(results: dict[str, Any]) -> list[str]:
         "after 1-doc ingest: s",
         "chunks fetched",
         "records read",
+        "keys listed",
         "document chunks",
     ]
     rows = []
@@ -650,6 +651,7 @@ def _remote_open_section(results: dict[str, Any]) -> list[str]:
                     after["seconds"],
                     after["chunks_fetched"],
                     after["catalog_records_read"],
+                    after.get("catalog_keys_listed"),
                     r["ingested_chunks"],
                 )
             )
@@ -660,7 +662,8 @@ def _remote_open_section(results: dict[str, Any]) -> list[str]:
         "in documents of 20 chunks. A client with an empty RAG_DATA_DIR opens the store and runs",
         f"one hybrid retrieve (median of {remote['median_of']} fresh opens); another client",
         "ingests one document; the first client's data dir opens again and retrieves. Counts",
-        "are what the backend returned (chunk texts: `fetch_nodes`; records: catalog reads),",
+        "are what the backend returned (chunk texts: `fetch_nodes`; records: catalog records",
+        "read; keys: catalog ids listed without their records),",
         "including the text of keyword-only hits the query shows. `pinecone` keeps BM25 on the",
         "client; `pinecone-sparse` in a sparse index (PINECONE_SPARSE_INDEX).",
         "",
