@@ -37,6 +37,8 @@ CHUNK_SPAN = 100
 UPSERT_BATCH = 2_000
 SYNTHETIC_MODEL_ID = "bench:synthetic-384"
 SERVER_START_SECONDS = 60.0
+#: A server that persists (a pinecone-local snapshot of 100k chunks) takes a while to stop.
+STOP_SECONDS = 120.0
 
 
 def percentiles_ms(latencies: Sequence[float]) -> dict[str, float]:
@@ -120,7 +122,9 @@ def exact_top_k(matrix: np.ndarray, probes: np.ndarray, k: int = TOP_K) -> np.nd
 # ------------------------------------------------------------------------ synthetic store
 
 
-def synthetic_nodes(vectors: np.ndarray, first: int) -> list[TextNode]:
+def synthetic_nodes(
+    vectors: np.ndarray, first: int, texts: Sequence[str] | None = None
+) -> list[TextNode]:
     """Chunks shaped like an ingest's: doc id, chunk index, title, source, offsets."""
     nodes = []
     for offset, vector in enumerate(vectors):
@@ -130,7 +134,7 @@ def synthetic_nodes(vectors: np.ndarray, first: int) -> list[TextNode]:
         index = number % CHUNKS_PER_DOC
         node = TextNode(
             id_=chunk_ids(doc_id, index + 1, index)[0],
-            text=f"synthetic chunk {number} of document {doc}",
+            text=texts[offset] if texts else f"synthetic chunk {number} of document {doc}",
             embedding=vector.tolist(),
             start_char_idx=index * CHUNK_SPAN,
             end_char_idx=(index + 1) * CHUNK_SPAN - 1,
@@ -205,7 +209,7 @@ def server_process(command: list[str], health_url: str, log_path: Path) -> Itera
     finally:
         process.terminate()
         try:
-            process.wait(10)
+            process.wait(STOP_SECONDS)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -236,10 +240,12 @@ def chroma_server(workdir: Path) -> Iterator[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def pinecone_local(workdir: Path) -> Iterator[dict[str, Any]]:
-    """The project's local Pinecone-compatible server on a free port."""
+def pinecone_local(workdir: Path, snapshot: Path | None = None) -> Iterator[dict[str, Any]]:
+    """The project's local Pinecone-compatible server on a free port (state in `snapshot`)."""
     port = free_port()
     command = [sys.executable, "-m", "rag_app.pinecone_local", "--port", str(port)]
+    if snapshot is not None:
+        command += ["--snapshot", str(snapshot), "--snapshot-interval", "3600"]
     url = f"http://127.0.0.1:{port}"
     with server_process(command, f"{url}/healthz", workdir / "pinecone-local.log"):
         yield {"vector_store": "pinecone", "pinecone_host": url}

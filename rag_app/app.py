@@ -13,13 +13,15 @@ import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core import Document, StorageContext, VectorStoreIndex
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.chat_engine import CondensePlusContextChatEngine
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import NodeWithScore
 
+from rag_app.cache import AnswerCache, prompt_fingerprint
 from rag_app.catalog_store import CatalogVectorStore
 from rag_app.chunking import Chunker, default_chunk_size
 from rag_app.consistency import CheckReport, check
@@ -33,7 +35,14 @@ from rag_app.embeddings import (
 from rag_app.errors import RagAppError
 from rag_app.ingestion import Ingestor, IngestReport, delete_documents
 from rag_app.llms import Answer, Answerer, Source, build_answerer
-from rag_app.loaders import document_id, documents_from_python, legacy_document_id, load_paths
+from rag_app.loaders import (
+    document_id,
+    documents_from_python,
+    is_image_document,
+    legacy_document_id,
+    load_paths,
+)
+from rag_app.multimodal import ImageHit, ImageSearch, PromptHit
 from rag_app.relevance import RelevantNode
 from rag_app.rerank import build_reranker
 from rag_app.retrieval import HybridRetriever, KeywordSearch, KeywordSync
@@ -41,6 +50,9 @@ from rag_app.settings import Settings, check_top_k, load_settings
 from rag_app.stores.base import Backend, DocRecord
 from rag_app.stores.pinecone_keyword import check_sparse_index_settings, open_pinecone_keyword
 from rag_app.stores.registry import open_backend
+
+if TYPE_CHECKING:
+    from rag_app.vision import Reimagined
 
 #: `as_query_engine` options that only a vector-store retriever can apply.
 VECTOR_STORE_OPTIONS = ("filters", "vector_store_query_mode", "vector_store_kwargs", "doc_ids")
@@ -65,8 +77,9 @@ class RagApp:
         self.backend: Backend = open_backend(settings, lambda: self.embedder.dimension, collection)
         self._answerer: Answerer | None = None
         self._embedding_checked = False
+        self._collection = collection or settings.collection
 
-    # The embedding model takes seconds to load and the keyword index reads the whole catalog:
+    # The embedding model takes seconds to load and the keyword index syncs with the catalog:
     # both are built on first use, so `docs list`, `docs delete` and configuration errors are
     # fast, and a run that fails early leaves no cache or index files behind.
 
@@ -91,8 +104,24 @@ class RagApp:
         return build_reranker(self.settings.reranker)
 
     @cached_property
+    def images(self) -> ImageSearch:
+        """The image and prompt collections beside this one (CLIP, RAG_IMAGE_EMBED_MODEL)."""
+        return ImageSearch(self.settings)
+
+    @cached_property
     def retriever(self) -> HybridRetriever:
         return self._retriever(self.settings.top_k)
+
+    @cached_property
+    def answer_cache(self) -> AnswerCache:
+        return AnswerCache(
+            self.settings,
+            self._model_id(),
+            lambda: self.embedder,
+            self.backend,
+            self._collection,
+            self._prompts,
+        )
 
     @classmethod
     def from_env(cls, collection: str | None = None, **overrides: Any) -> RagApp:
@@ -143,16 +172,24 @@ class RagApp:
     ) -> IngestReport:
         """Ingest file and folder paths and/or Documents; unchanged documents cost nothing.
 
-        Documents under the given paths whose files are gone are removed with `prune`, else
-        listed in `report.gone`. Documents ingested under the id rule before 0.2 are renamed.
+        Image files go to the image collection (`images`), embedded with CLIP. Documents
+        under the given paths whose files are gone are removed with `prune`, else listed in
+        `report.gone`. Documents ingested under the id rule before 0.2 are renamed.
         """
         items = list(items)
         paths = [Path(i) for i in items if isinstance(i, str | Path)]
         documents, problems = load_paths(paths, self.settings.doc_root)
         documents += [i for i in items if isinstance(i, Document)]
-        report = self.ingest_documents(
-            documents, [p for p in problems if not p.ignored], show_progress
+        texts = [d for d in documents if not is_image_document(d)]
+        pictures = [d for d in documents if is_image_document(d)]
+        skipped = [p for p in problems if not p.ignored]
+        report = (
+            self.ingest_documents(texts, skipped, show_progress)
+            if texts or not pictures
+            else IngestReport(skipped=skipped)
         )
+        if pictures:
+            report.add(self.images.ingest_images(pictures, show_progress))
         report.ignored = [p for p in problems if p.ignored]
         if not paths:
             return report
@@ -160,6 +197,11 @@ class RagApp:
         ingested = {d.doc_id for d in documents}
         renamed = [old for old in self._legacy_ids(paths, ingested) if old in catalog]
         gone = self._gone(paths, catalog)
+        if prune or pictures:
+            gone_images = self._gone(paths, self.images.images.documents())
+            if prune:
+                self.images.delete(gone_images)
+            gone += gone_images
         self.delete(renamed + gone if prune else renamed)
         report.pruned, report.gone = (gone, []) if prune else ([], gone)
         return report
@@ -211,7 +253,8 @@ class RagApp:
         ids = [self._catalog_id(d, catalog) for d in doc_ids]
         missing = set(delete_documents(self.backend, ids, self._listeners()))
         self._commit_keyword()
-        return [given for given, doc_id in zip(doc_ids, ids, strict=True) if doc_id in missing]
+        left = [given for given, doc_id in zip(doc_ids, ids, strict=True) if doc_id in missing]
+        return self.images.delete(left) if left else []
 
     def _catalog_id(self, given: str, catalog: dict[str, DocRecord]) -> str:
         """`given` if it is an id, else the id of the file at that path (any spelling)."""
@@ -234,10 +277,14 @@ class RagApp:
         local = self.keyword if isinstance(self.keyword, KeywordSync) else None
         return check(self.backend, local, repair)
 
+    def _model_id(self) -> str:
+        """The embedding model's id, without loading the model."""
+        embedder = self.__dict__.get("embedder")
+        return embedder.model_id if embedder else embedding_model_id(self.settings)
+
     def _check_model_id(self) -> None:
         """A store built with another model is refused before the model is loaded."""
-        embedder = self.__dict__.get("embedder")
-        model_id = embedder.model_id if embedder else embedding_model_id(self.settings)
+        model_id = self._model_id()
         manifest = self.backend.manifest()
         if manifest is not None and manifest["embed_model"] != model_id:
             self.backend.check_embedding(model_id, manifest["dimension"])
@@ -256,31 +303,55 @@ class RagApp:
         found = self.retriever.search(question, top_k or self.settings.top_k)
         return [_source(number, hit) for number, hit in enumerate(found, start=1)]
 
-    def query(self, question: str, top_k: int | None = None) -> Answer:
-        """An answer with its numbered sources (`as_query_engine().query`, as an `Answer`)."""
-        _ = self.answerer  # an LLM misconfiguration is reported before the model loads
-        check_question(question)
-        check_top_k(top_k)
+    def query(self, question: str, top_k: int | None = None, cache: bool = True) -> Answer:
+        """An answer with its numbered sources (`as_query_engine().query`, as an `Answer`),
+        from the answer cache when RAG_CACHE allows."""
+        self._check_question(question, top_k)
+        engine = self.as_query_engine(similarity_top_k=top_k)
+        prompts = self._prompts(engine)
+        if cache and (hit := self.answer_cache.lookup(question, top_k, prompts=prompts)):
+            return hit
         with self.answerer.errors():
-            response = self.as_query_engine(similarity_top_k=top_k).query(question)
-        return self._answer(question, str(response), response.source_nodes)
+            response = engine.query(question)
+        answer = self._answer(question, str(response), response.source_nodes)
+        if cache:
+            self.answer_cache.store(answer, top_k, prompts=prompts)
+        return answer
 
-    def stream_query(self, question: str, top_k: int | None = None) -> tuple[Answer, Iterator[str]]:
+    def stream_query(
+        self, question: str, top_k: int | None = None, cache: bool = True
+    ) -> tuple[Answer, Iterator[str]]:
         """The sources now and the answer text as it streams (`answer.text` fills in)."""
-        _ = self.answerer  # an LLM misconfiguration is reported before the model loads
+        self._check_question(question, top_k)
+        engine = self.as_query_engine(similarity_top_k=top_k, streaming=True)
+        prompts = self._prompts(engine)
+        if cache and (hit := self.answer_cache.lookup(question, top_k, prompts=prompts)):
+            return hit, iter([hit.text])
+        with self.answerer.errors():
+            response = engine.query(question)
+        answer = self._answer(question, "", response.source_nodes)
+        pieces = _filling(answer, response.response_gen, self.answerer)
+        if cache:
+            pieces = self.answer_cache.stream_through(answer, pieces, top_k, prompts=prompts)
+        return answer, pieces
+
+    def _check_question(self, question: str, top_k: int | None) -> None:
+        """Bad input and an LLM misconfiguration are reported before the model loads."""
+        _ = self.answerer
         check_question(question)
         check_top_k(top_k)
-        with self.answerer.errors():
-            response = self.as_query_engine(similarity_top_k=top_k, streaming=True).query(question)
-        answer = self._answer(question, "", response.source_nodes)
-        return answer, _filling(answer, response.response_gen, self.answerer)
+
+    def _prompts(self, engine: RetrieverQueryEngine | None = None) -> str:
+        """The answer cache's fingerprint of the prompts `engine` (default: `query`'s) uses."""
+        engine = engine or self.as_query_engine()
+        return prompt_fingerprint(engine.get_prompts(), self.answerer.llm)
 
     def _answer(self, question: str, text: str, nodes: Sequence[NodeWithScore]) -> Answer:
         sources = [_source(number, hit) for number, hit in enumerate(nodes, start=1)]
         return Answer(question, text, self.answerer.mode, sources)
 
-    def chat(self) -> ChatSession:
-        return ChatSession(self)
+    def chat(self, cache: bool = True) -> ChatSession:
+        return ChatSession(self, cache)
 
     # LlamaIndex's own objects over the same store, model, retriever and answers.
 
@@ -293,10 +364,6 @@ class RagApp:
     def vector_store(self) -> CatalogVectorStore:
         """The store as a LlamaIndex vector store whose writes keep the catalog."""
         return CatalogVectorStore(self._ingestor(), on_change=self._commit_keyword)
-
-    def _commit_keyword(self) -> None:
-        if self.keyword:
-            self.keyword.commit()
 
     @property
     def storage_context(self) -> StorageContext:
@@ -345,8 +412,51 @@ class RagApp:
         retriever = self._retriever(similarity_top_k or self.settings.top_k)
         return self.answerer.chat_engine(retriever, **kwargs)
 
+    def ingest_prompts(self, path: str | Path) -> IngestReport:
+        """Prompts (JSONL or CSV: id, prompt, optional image) for `search_prompts`."""
+        return self.images.ingest_prompts(Path(path), self.settings.doc_root)
+
+    def search_images(self, query: str | Path, top_k: int | None = None) -> list[ImageHit]:
+        """Images for a description, or images like an image file (a `Path`)."""
+        check_top_k(top_k)
+        if isinstance(query, Path):
+            return self.images.search_image(query, top_k or self.settings.top_k)
+        return self.images.search_text(query, top_k or self.settings.top_k)
+
+    def search_prompts(self, image: str | Path, top_k: int | None = None) -> list[PromptHit]:
+        """Stored prompts nearest to an image (CLIP image vector against prompt vectors)."""
+        check_top_k(top_k)
+        return self.images.search_prompts(Path(image), top_k or self.settings.top_k)
+
+    def describe_image(self, image: str | Path) -> str:
+        """A prompt-like description of the image by RAG_VISION_LLM."""
+        from rag_app.vision import describe_image
+
+        return describe_image(self.settings, Path(image))
+
+    def generate_image(self, prompt: str, out: str | Path) -> Path:
+        """An image for `prompt` by RAG_IMAGE_GEN, saved at `out`."""
+        from rag_app.vision import generate_image
+
+        return generate_image(self.settings, prompt, Path(out))
+
+    def reimagine(
+        self, image: str | Path, out_dir: str | Path, prompt: str | None = None
+    ) -> Reimagined:
+        """Images from the description, the original prompt and the nearest stored prompt,
+        and a side-by-side sheet (see `rag_app.vision.reimagine`)."""
+        from rag_app.vision import reimagine
+
+        return reimagine(self.settings, self.images, Path(image), Path(out_dir), prompt)
+
     def close(self) -> None:
+        answer_cache = self.__dict__.get("answer_cache")
+        if answer_cache is not None:
+            answer_cache.close()
         self.backend.close()
+        images = self.__dict__.get("images")
+        if images is not None:
+            images.close()
         embedder = self.__dict__.get("embedder")
         if self._owns_embedder and embedder is not None and embedder.cache:
             embedder.cache.close()
@@ -359,17 +469,50 @@ class RagApp:
 
 
 class ChatSession:
-    """Multi-turn questions through `as_chat_engine()`; the engine keeps the history."""
+    """Multi-turn questions through `as_chat_engine()`, given the session's history each turn
+    (a turn answered from the answer cache never reached the engine's memory)."""
 
-    def __init__(self, app: RagApp) -> None:
+    def __init__(self, app: RagApp, cache: bool = True) -> None:
         self.app = app
+        self.cache = cache
         self.engine = app.as_chat_engine()
+        self.history: list[ChatMessage] = []
 
     def ask(self, question: str) -> tuple[Answer, Iterator[str]]:
+        """One turn; the answer cache keys it by the history so far as well."""
+        history = list(self.history)
+        # A first turn is its question alone over the same retriever: it shares query's entries.
+        key = {"history": history, "prompts": self._prompts() if history else None}
+        hit = self.app.answer_cache.lookup(question, **key) if self.cache else None
+        if hit:
+            return hit, self._remembered(hit, iter([hit.text]))
         with self.app.answerer.errors():
-            response = self.engine.stream_chat(question)
+            response = self.engine.stream_chat(question, chat_history=history)
         answer = self.app._answer(question, "", response.source_nodes)
-        return answer, _filling(answer, response.response_gen, self.app.answerer)
+        pieces = _filling(answer, response.response_gen, self.app.answerer)
+        if self.cache:
+            pieces = self.app.answer_cache.stream_through(answer, pieces, **key)
+        return answer, self._remembered(answer, pieces)
+
+    def _prompts(self) -> str:
+        """The fingerprint of the chat engine's prompts; LlamaIndex's chat engines have no
+        `get_prompts`, so they are read where the engine keeps them."""
+        engine = self.engine
+        prompts = {
+            "system": engine._system_prompt,
+            "context": engine._context_prompt_template,
+            "context_refine": engine._context_refine_prompt_template,
+            "condense": engine._condense_prompt_template,
+        }
+        return prompt_fingerprint(prompts, self.app.answerer.llm)
+
+    def _remembered(self, answer: Answer, pieces: Iterator[str]) -> Iterator[str]:
+        """Pass the pieces through; add the turn to the history once the answer is complete."""
+        yield from pieces
+        self.history += [
+            ChatMessage(role=MessageRole.USER, content=answer.question),
+            ChatMessage(role=MessageRole.ASSISTANT, content=answer.text),
+        ]
 
 
 def _filling(answer: Answer, pieces: Iterator[str], answerer: Answerer) -> Iterator[str]:

@@ -16,6 +16,13 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from rag_app.cli_images import (
+    APP_COMMANDS,
+    SETTINGS_COMMANDS,
+    add_image_commands,
+    list_images,
+    retrieve_images,
+)
 from rag_app.errors import RagAppError
 from rag_app.wording import plural
 
@@ -57,7 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     ingest = commands.add_parser("ingest", help="ingest files, folders or SQuAD JSON")
-    ingest.add_argument("paths", nargs="+", type=Path, help="files and folders to ingest")
+    ingest.add_argument(
+        "paths", nargs="*", type=Path, help="files and folders to ingest (images too)"
+    )
+    ingest.add_argument(
+        "--prompts",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also ingest prompts for image-to-prompt search (JSONL or CSV: id, prompt, image)",
+    )
     ingest.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ingest.add_argument(
         "--prune",
@@ -72,8 +89,25 @@ def build_parser() -> argparse.ArgumentParser:
             "--top-k", type=int, default=None, help="how many sources (1-100; RAG_TOP_K)"
         )
         command.add_argument("--json", action="store_true", help="print JSON")
+    command.add_argument(
+        "--images",
+        action="store_true",
+        help="search the images (CLIP): by description, or like an image file",
+    )
+    no_cache = {"action": "store_true", "help": "neither use nor fill the answer cache"}
+    commands.choices["query"].add_argument("--no-cache", **no_cache)
+    chat = commands.add_parser(
+        "chat", help="multi-turn questions (empty line, Ctrl-D or Ctrl-C ends)"
+    )
+    chat.add_argument("--no-cache", **no_cache)
 
-    commands.add_parser("chat", help="multi-turn questions (empty line, Ctrl-D or Ctrl-C ends)")
+    cache = commands.add_parser("cache", help="answer cache (RAG_CACHE): stats or clear")
+    cache_commands = cache.add_subparsers(
+        dest="cache_command", required=True, metavar="ACTION", help="stats or clear"
+    )
+    cache_stats = cache_commands.add_parser("stats", help="entries, hits, misses, hit rate")
+    cache_stats.add_argument("--json", action="store_true", help="print JSON")
+    cache_commands.add_parser("clear", help="remove every cached answer (documents stay)")
 
     docs = commands.add_parser("docs", help="list, check or delete documents")
     docs_commands = docs.add_subparsers(
@@ -81,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     docs_list = docs_commands.add_parser("list", help="documents with their chunk counts")
     docs_list.add_argument("--json", action="store_true", help="print JSON")
+    docs_list.add_argument("--images", action="store_true", help="list the images instead")
     docs_check = docs_commands.add_parser(
         "check", help="compare catalog, store and keyword index (exit 1 on differences)"
     )
@@ -105,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("stores", help="which backends are usable now, and why not")
 
     _add_eval_commands(commands)
+    add_image_commands(commands)
 
     commands.add_parser(
         "pinecone-local",
@@ -191,6 +227,8 @@ def _run(args: argparse.Namespace) -> int:
         return _eval(settings, args)
     if args.command == "reindex":
         return _reindex(settings, args)
+    if args.command in SETTINGS_COMMANDS:
+        return SETTINGS_COMMANDS[args.command](settings, args)
 
     from rag_app.app import RagApp
 
@@ -356,8 +394,18 @@ def _cell(value) -> str:
 
 
 def _ingest(app, args: argparse.Namespace) -> int:
+    from rag_app.ingestion import IngestReport
+
+    if not args.paths and not args.prompts:
+        raise RagAppError("ingest needs files or folders, or --prompts FILE")
     show_progress = not args.no_progress and sys.stderr.isatty()
-    report = app.ingest(args.paths, show_progress=show_progress, prune=args.prune)
+    report = (
+        app.ingest(args.paths, show_progress=show_progress, prune=args.prune)
+        if args.paths
+        else IngestReport()
+    )
+    for prompts in args.prompts:
+        report.add(app.ingest_prompts(prompts))
     for problem in report.skipped:
         print(f"skipped {problem.path}: {problem.reason}", file=sys.stderr)
     for problem in report.ignored:
@@ -385,10 +433,12 @@ def _require_documents(app) -> None:
 
 def _query(app, args: argparse.Namespace) -> int:
     _require_documents(app)
+    cache = not args.no_cache
     if args.json:
-        print(json.dumps(asdict(app.query(args.question, args.top_k)), ensure_ascii=False))
+        answer = app.query(args.question, args.top_k, cache=cache)
+        print(json.dumps(asdict(answer), ensure_ascii=False))
         return 0
-    answer, pieces = app.stream_query(args.question, args.top_k)
+    answer, pieces = app.stream_query(args.question, args.top_k, cache=cache)
     print(f"Answer ({answer.mode}):")
     for piece in pieces:
         print(piece, end="", flush=True)
@@ -398,6 +448,8 @@ def _query(app, args: argparse.Namespace) -> int:
 
 
 def _retrieve(app, args: argparse.Namespace) -> int:
+    if args.images:
+        return retrieve_images(app, args)
     _require_documents(app)
     sources = app.retrieve(args.question, args.top_k)
     if args.json:
@@ -417,13 +469,15 @@ def _print_sources(sources, with_text: bool = False) -> None:
 
 def _chat(app, args: argparse.Namespace) -> int:
     _require_documents(app)
-    session = app.chat()
+    session = app.chat(cache=not args.no_cache)
     if sys.stdin.isatty():
         import readline  # noqa: F401 - importing it gives input() line editing and history
     print(f"chat ({app.answerer.mode}); an empty line or Ctrl-D ends it")
     try:
         while question := _read_question():
             answer, pieces = session.ask(question)
+            if answer.mode.startswith("cache:"):
+                print(f"({answer.mode})")
             for piece in pieces:
                 print(piece, end="", flush=True)
             print()
@@ -442,11 +496,31 @@ def _read_question() -> str:
         return ""
 
 
+def _cache(app, args: argparse.Namespace) -> int:
+    cache = app.answer_cache
+    if args.cache_command == "clear":
+        cache.clear()
+        print(f"cleared the answer cache {cache.collection!r} at {app.backend.location}")
+        return 0
+    stats = cache.stats()
+    if args.json:
+        print(json.dumps({**asdict(stats), "hit_rate": stats.hit_rate}))
+        return 0
+    print(f"answer cache {cache.collection!r} (RAG_CACHE={app.settings.cache})")
+    print(f"entries   {stats.entries}")
+    print(f"hits      {stats.hits} ({stats.exact_hits} exact, {stats.semantic_hits} semantic)")
+    print(f"misses    {stats.misses}")
+    print(f"hit rate  {stats.hit_rate:.1%}")
+    return 0
+
+
 def _docs(app, args: argparse.Namespace) -> int:
     if args.docs_command == "check":
         report = app.check(repair=args.repair)
         print("\n".join(report.lines()))
         return 1 if report.unrepaired else 0
+    if args.docs_command == "list" and args.images:
+        return list_images(app, args.json)
     if args.docs_command == "list":
         records = app.documents()
         if args.json:
@@ -527,9 +601,11 @@ EVAL_COMMANDS = {
 
 
 def _delete_all(app, confirmed: bool) -> int:
+    images = len(app.images.documents()) + len(app.images.prompt_documents())
+    beside = f" and the images beside it ({plural(images, 'item')})" if images else ""
     what = (
         f"the whole collection {app.settings.collection!r} at {app.backend.location} "
-        f"({plural(len(app.backend.documents()), 'document')})"
+        f"({plural(len(app.backend.documents()), 'document')}){beside}"
     )
     if not confirmed:
         if not sys.stdin.isatty():
@@ -538,6 +614,7 @@ def _delete_all(app, confirmed: bool) -> int:
             print("nothing deleted")
             return 0
     app.backend.drop()
+    app.images.drop()
     print(f"deleted {what}")
     return 0
 
@@ -548,6 +625,8 @@ COMMANDS = {
     "retrieve": _retrieve,
     "chat": _chat,
     "docs": _docs,
+    **APP_COMMANDS,
+    "cache": _cache,
 }
 
 

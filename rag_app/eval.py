@@ -91,18 +91,12 @@ def evaluate_pairs(
 
     `rows`, when given, receives one row per query (id, question, rank) for run records.
     """
-    pairs = json.loads(Path(path).read_text(encoding="utf-8"))
-    partners = sorted({p["sentence2"] for p in pairs})
-    ids = {text: f"s2-{i:05d}" for i, text in enumerate(partners)}
-    documents = [Document(id_=ids[t], text=t) for t in partners]
-    queries = [
-        (p["sentence1"], ids[p["sentence2"]]) for p in pairs if p["labels"]["label"] >= min_label
-    ]
+    documents, queries = read_pairs(path, min_label)
     with scratch_app(settings, embedder) as app:
         report = app.ingest_documents(documents)
         gold = iter([doc_id for _, doc_id in queries])
         ranks, latencies = _ask(
-            app, [q for q, _ in queries], top_k, lambda sources: _rank_of(sources, next(gold))
+            app, [q for q, _ in queries], top_k, lambda sources: rank_of(sources, next(gold))
         )
         if rows is not None:
             rows += question_rows([(d, q) for q, d in queries], ranks)
@@ -114,6 +108,19 @@ def evaluate_pairs(
             **_latency(latencies),
             **_identity(app),
         }
+
+
+def read_pairs(path: Path, min_label: float = 4.0) -> tuple[list[Document], list[tuple[str, str]]]:
+    """Every second sentence as a document, and (first sentence, its partner's id) per pair
+    labelled at or above `min_label`."""
+    pairs = json.loads(Path(path).read_text(encoding="utf-8"))
+    partners = sorted({p["sentence2"] for p in pairs})
+    ids = {text: f"s2-{i:05d}" for i, text in enumerate(partners)}
+    documents = [Document(id_=ids[t], text=t) for t in partners]
+    queries = [
+        (p["sentence1"], ids[p["sentence2"]]) for p in pairs if p["labels"]["label"] >= min_label
+    ]
+    return documents, queries
 
 
 def evaluate_matrix(
@@ -174,7 +181,8 @@ def _squad_judge(questions: Sequence[SquadQuestion]) -> Callable[[list[Source]],
     return lambda sources: first_hit_rank(sources, next(remaining))
 
 
-def _rank_of(sources: Sequence[Source], doc_id: str) -> int | None:
+def rank_of(sources: Sequence[Source], doc_id: str) -> int | None:
+    """The rank of the first source from document `doc_id`, None when none is."""
     return next((rank for rank, s in enumerate(sources, 1) if s.doc_id == doc_id), None)
 
 

@@ -78,6 +78,8 @@ class IngestReport:
     chunks_written: int = 0
     chunks_deleted: int = 0
     texts_embedded: int = 0
+    #: Image files embedded with CLIP (the image collection; see rag_app.multimodal).
+    images_embedded: int = 0
     seconds: float = 0.0
     #: Files inside ingested folders that were not ingested, and why (not failures).
     ignored: list[LoadProblem] = field(default_factory=list)
@@ -89,14 +91,27 @@ class IngestReport:
     def ok(self) -> bool:
         return not self.skipped
 
+    def add(self, other: IngestReport) -> None:
+        """Take in another ingest's counts (the image collection's, beside the text one)."""
+        self.added += other.added
+        self.replaced += other.replaced
+        self.unchanged += other.unchanged
+        self.skipped += other.skipped
+        self.chunks_written += other.chunks_written
+        self.chunks_deleted += other.chunks_deleted
+        self.texts_embedded += other.texts_embedded
+        self.images_embedded += other.images_embedded
+        self.seconds += other.seconds
+
     def summary(self) -> str:
         pruned = f", {len(self.pruned)} pruned" if self.pruned else ""
         ignored = f", {len(self.ignored)} ignored" if self.ignored else ""
+        images = f", {plural(self.images_embedded, 'image')}" if self.images_embedded else ""
         return (
             f"{len(self.added)} added, {len(self.replaced)} replaced, "
             f"{len(self.unchanged)} unchanged{pruned}, {len(self.skipped)} skipped{ignored}; "
             f"{plural(self.chunks_written, 'chunk')} written, "
-            f"{plural(self.texts_embedded, 'text')} embedded in {self.seconds:.1f} s"
+            f"{plural(self.texts_embedded, 'text')}{images} embedded in {self.seconds:.1f} s"
         )
 
 
@@ -137,9 +152,10 @@ class Ingestor:
         self,
         backend: Backend,
         embedder: Embedder,
-        chunker: Chunker,
+        chunker: Chunker | None,
         listeners: Sequence[ChangeListener] = (),
     ) -> None:
+        """`chunker` is None for ingestors that keep each document whole (rag_app.multimodal)."""
         self.backend = backend
         self.embedder = embedder
         self.chunker = chunker

@@ -26,6 +26,8 @@ from rag_app.errors import RagAppError
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 READERS_BY_SUFFIX = {".pdf": "PDFReader", ".docx": "DocxReader"}
 HTML_SUFFIXES = {".html", ".htm"}
+#: Image files become image documents (embedded with CLIP into the image collection).
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif"}
 PARAGRAPH_SEPARATOR = "\n\n"
 
 
@@ -48,7 +50,7 @@ class SquadQuestion:
 
 
 def supported_suffixes() -> set[str]:
-    return TEXT_SUFFIXES | set(READERS_BY_SUFFIX) | HTML_SUFFIXES | {".json"}
+    return TEXT_SUFFIXES | set(READERS_BY_SUFFIX) | HTML_SUFFIXES | IMAGE_SUFFIXES | {".json"}
 
 
 def document_id(path: Path, root: Path | None = None) -> str:
@@ -162,6 +164,8 @@ def load_file(path: Path, root: Path | None = None) -> list[Document]:
     suffix = path.suffix.lower()
     if suffix == ".json":
         return load_squad(path)
+    if suffix in IMAGE_SUFFIXES:
+        return [image_document(path, root)]
     reader = _reader_for(suffix)
     try:
         text = reader(path)
@@ -180,6 +184,44 @@ def load_file(path: Path, root: Path | None = None) -> list[Document]:
             metadata={"source": doc_id, "title": path.stem, "file_type": suffix.lstrip(".")},
         )
     ]
+
+
+def is_image_document(document: Document) -> bool:
+    return "image_sha256" in document.metadata
+
+
+def load_image(path: Path) -> Any:
+    """The image at `path` as RGB (a GIF's first frame); a file PIL cannot read is a LoadError."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise LoadError(f"cannot read this image ({type(exc).__name__}: {exc})") from None
+
+
+def image_document(path: Path, root: Path | None = None) -> Document:
+    """An image file as a Document: its file name as text, its path and bytes' hash as metadata.
+
+    The hash is part of the metadata, so a changed image changes the document's content hash
+    and is re-embedded; an unchanged one costs one read and no model call.
+    """
+    import hashlib
+
+    load_image(path)  # a corrupt image is reported now, not in the middle of a batch
+    doc_id = document_id(path, root)
+    return Document(
+        id_=doc_id,
+        text=path.name,
+        metadata={
+            "source": doc_id,
+            "title": path.stem,
+            "file_type": path.suffix.lower().lstrip("."),
+            "path": os.path.abspath(path),
+            "image_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        },
+    )
 
 
 def _unwrap(exc: BaseException) -> BaseException:

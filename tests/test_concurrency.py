@@ -205,3 +205,37 @@ def test_docs_check_command_reports_repairs_and_exits(settings: Settings, tmp_pa
     assert "repaired: deleted 1 orphan chunk(s) from the store" in repaired.stdout
     with RagApp(settings) as app:
         assert app.check().lines()[-1] == "consistent"
+
+
+def test_an_open_after_another_process_wrote_fetches_only_what_it_wrote(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Incremental keyword sync: the next open fetches the new documents' chunks, nothing else,
+    and (on Chroma and Pinecone) never reads the whole catalog."""
+    write_docs(tmp_path / "a", "a")
+    with RagApp(settings) as app:
+        app.ingest([tmp_path / "a"])  # the keyword index is saved under RAG_DATA_DIR
+    expected = write_docs(tmp_path / "b", "b")
+    dense_writer = settings.model_copy(update={"retriever": "dense"})  # leaves the index alone
+    writer = subprocess.run(
+        rag_app_command("ingest", "--no-progress", str(tmp_path / "b")),
+        env=cli_env(dense_writer),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert writer.returncode == 0, writer.stdout + writer.stderr
+    with RagApp(settings) as app:
+        fetched: list[str] = []
+        whole_catalog_reads: list[int] = []
+        fetch, read_all = app.backend.fetch_nodes, app.backend.read_records
+        app.backend.fetch_nodes = lambda ids: fetched.extend(ids) or fetch(ids)  # type: ignore[method-assign]
+        app.backend.read_records = lambda: whole_catalog_reads.append(1) or read_all()  # type: ignore[method-assign]
+        assert app.keyword is not None  # opens and syncs the keyword index
+        app.backend.fetch_nodes, app.backend.read_records = fetch, read_all  # type: ignore[method-assign]
+        written = [r for r in app.documents() if Path(r.doc_id).name in expected]
+        assert sorted(fetched) == sorted(i for r in written for i in r.chunk_ids())
+        if app.backend.name != "memory":  # memory's catalog is a local file, read whole
+            assert not whole_catalog_reads
+        for name, keyword in expected.items():
+            assert Path(app.retrieve(keyword, top_k=1)[0].doc_id).name == name

@@ -524,7 +524,7 @@ def test_factory_functions_give_one_catalogued_store_for_llamaindex_code(
     assert type(store.backend.vector_store).__name__ == fixed.get(
         backend_name, "FixedChromaVectorStore"
     )
-    assert model.model_name == "local:all-MiniLM-L6-v2"
+    assert model.model_name == app.embedder.model_id
     VectorStoreIndex.from_documents(LLAMA_DOCS, storage_context=context, embed_model=model)
     assert isinstance(app.index, VectorStoreIndex)
     script = (

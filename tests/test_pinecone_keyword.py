@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,8 +13,11 @@ from pinecone import Pinecone, ServerlessSpec
 
 from rag_app.app import RagApp
 from rag_app.errors import ConfigError
+from rag_app.eval import first_hit_rank
 from rag_app.keyword import KeywordIndex
+from rag_app.loaders import read_squad
 from rag_app.stores.pinecone_keyword import STATS_SUFFIX, PineconeKeyword
+from tests.conftest import require_shared
 from tests.support.pinecone_server import index_client
 from tests.test_retrieval import GIRAFFE, OTHER, ZEBRA, keyword_ids
 
@@ -28,6 +32,8 @@ CORPUS = {
     "c6": "벡터 데이터베이스는 임베딩을 저장하고 근사 최근접 이웃 검색을 제공한다.",
     "c7": "파인콘은 관리형 벡터 데이터베이스 서비스이다.",
 }
+QUALITY_ARTICLES = 8
+QUALITY_QUESTIONS = 100
 QUERIES = ["zebra river", "giraffe savanna", "tallest animal", "벡터 데이터베이스", "nails"]
 
 
@@ -123,3 +129,25 @@ def test_replacing_and_deleting_chunks_gives_their_statistics_back(sparse_index:
 def test_sparse_index_needs_the_pinecone_store(make_app: Callable[..., RagApp]) -> None:
     with pytest.raises(ConfigError, match="RAG_VECTOR_STORE=pinecone"):
         make_app(pinecone_sparse_index="kw")
+
+
+@ON_PINECONE
+def test_hybrid_quality_with_the_sparse_index_matches_client_bm25(
+    sparse_app: Callable[..., RagApp], make_app: Callable[..., RagApp]
+) -> None:
+    """XQuAD en, 100 questions over 8 articles: both hybrids share one dense index, and BM25
+    scored by Pinecone must rank like the local index (issue 14: within 0.01 hit@1)."""
+    documents, questions = read_squad(require_shared("data/xquad/xquad.en.json"))
+    documents = documents[:QUALITY_ARTICLES]
+    kept = {d.doc_id for d in documents}
+    asked = random.Random(0).sample([q for q in questions if q.doc_id in kept], QUALITY_QUESTIONS)
+    in_pinecone = sparse_app()
+    in_pinecone.ingest_documents(documents)
+    on_client = make_app()  # same collection, same dense index; BM25 synced to RAG_DATA_DIR
+    hits = {
+        name: [first_hit_rank(app.retrieve(q.question, 5), q) == 1 for q in asked]
+        for name, app in (("pinecone", in_pinecone), ("client", on_client))
+    }
+    client_rate = sum(hits["client"]) / len(asked)
+    assert client_rate > 0.6  # the comparison means something: hybrid finds most answers
+    assert abs(sum(hits["pinecone"]) / len(asked) - client_rate) <= 0.01, hits

@@ -33,6 +33,9 @@ from rag_app.errors import EmbeddingMismatchError
 from rag_app.settings import Settings
 
 MANIFEST_KEY = "__manifest__"
+#: The metadata field of a catalog record that holds when it was written (`time.time()` of the
+#: writer), in stores that can select records by it (`read_records_since`).
+WRITTEN_FIELD = "written"
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,24 @@ class Backend(ABC):
     def read_records(self) -> dict[str, dict[str, Any]]:
         """Every catalog record by key."""
 
+    def read_record(self, key: str) -> dict[str, Any] | None:
+        """One catalog record by key; remote stores fetch just that one (see `manifest`)."""
+        return self.read_records_by_key([key]).get(key)
+
+    def read_records_by_key(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The catalog records of `keys` that exist (remote stores fetch only those)."""
+        records = self.read_records()
+        return {key: records[key] for key in keys if key in records}
+
+    def record_keys(self) -> list[str]:
+        """Every catalog record's key, without the records (cheaper than `read_records`)."""
+        return list(self.read_records())
+
+    def read_records_since(self, stamp: float) -> dict[str, dict[str, Any]] | None:
+        """Records written at or after `stamp` (writer's `time.time()`), or None when the
+        store keeps no write stamps: then a reader that wants what changed reads everything."""
+        return None
+
     @abstractmethod
     def write_records(self, records: dict[str, dict[str, Any]]) -> None:
         """Create or overwrite catalog records; durable when this returns."""
@@ -163,7 +184,8 @@ class Backend(ABC):
             self.delete_records(keys)
 
     def manifest(self) -> dict[str, Any] | None:
-        return self.read_records().get(MANIFEST_KEY)
+        """The model that built the store: one record, read on every open and first query."""
+        return self.read_record(MANIFEST_KEY)
 
     def check_dimension(self, dimension: int) -> None:  # noqa: B027 - most stores take any
         """Refuse vectors of a dimension the store cannot hold (a Pinecone index keeps its own)."""

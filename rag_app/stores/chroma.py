@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import cached_property
@@ -41,7 +42,7 @@ from llama_index.vector_stores.chroma.base import _to_chroma_filter
 from rag_app.errors import ConfigError, RagAppError
 from rag_app.retry import DEFAULT_POLICY, RetryPolicy, install_retries
 from rag_app.settings import Settings
-from rag_app.stores.base import Backend, batched
+from rag_app.stores.base import WRITTEN_FIELD, Backend, batched
 
 CATALOG_SUFFIX = "__catalog"
 #: Retries for requests to a Chroma server (tests shorten it).
@@ -230,15 +231,33 @@ class ChromaBackend(Backend):
     def read_records(self) -> dict[str, dict[str, Any]]:
         if not self._has_catalog():
             return {}
-        got = self.catalog.get(include=["documents"])
-        return {k: json.loads(d) for k, d in zip(got["ids"], got["documents"], strict=True)}
+        return _records(self.catalog.get(include=["documents"]))
+
+    def read_records_by_key(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        if not keys or not self._has_catalog():
+            return found
+        for part in batched(list(keys), self.client.get_max_batch_size()):
+            found |= _records(self.catalog.get(ids=list(part), include=["documents"]))
+        return found
+
+    def record_keys(self) -> list[str]:
+        return self.catalog.get(include=[])["ids"] if self._has_catalog() else []
+
+    def read_records_since(self, stamp: float) -> dict[str, dict[str, Any]] | None:
+        if not self._has_catalog():
+            return {}
+        where = {WRITTEN_FIELD: {"$gte": stamp}}
+        return _records(self.catalog.get(where=where, include=["documents"]))
 
     def write_records(self, records: dict[str, dict[str, Any]]) -> None:
+        written = time.time()
         for part in batched(list(records.items()), self.client.get_max_batch_size()):
             self.catalog.upsert(
                 ids=[k for k, _ in part],
                 documents=[json.dumps(v, ensure_ascii=False) for _, v in part],
                 embeddings=[[1.0] for _ in part],
+                metadatas=[{WRITTEN_FIELD: written} for _ in part],
             )
 
     def delete_records(self, keys: Sequence[str]) -> None:
@@ -256,6 +275,11 @@ class ChromaBackend(Backend):
             except Exception as exc:  # chromadb raises NotFoundError or ValueError by version
                 if "does not exist" not in str(exc).lower():
                     raise
+
+
+def _records(got: Any) -> dict[str, dict[str, Any]]:
+    """Catalog records from a `collection.get(..., include=["documents"])` answer."""
+    return {k: json.loads(d) for k, d in zip(got["ids"], got["documents"], strict=True)}
 
 
 def _client(settings: Settings) -> Any:

@@ -28,6 +28,7 @@ index also goes through `rag_app.retry` (bounded, jittered exponential backoff).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from functools import cached_property
@@ -51,7 +52,7 @@ from pinecone.errors.exceptions import (
 from rag_app.errors import EmbeddingMismatchError, RagAppError, RemoteServiceError
 from rag_app.retry import DEFAULT_POLICY, RetryingProxy
 from rag_app.settings import Settings, check_store_settings
-from rag_app.stores.base import Backend, batched
+from rag_app.stores.base import WRITTEN_FIELD, Backend, batched
 
 CATALOG_SUFFIX = "__catalog"
 MAX_UPSERT_VECTORS = 1000
@@ -263,17 +264,44 @@ class PineconeBackend(Backend):
                 return ids
 
     def read_records(self) -> dict[str, dict[str, Any]]:
-        ids = self._list_ids(self.catalog_namespace)
+        return self.read_records_by_key(self._list_ids(self.catalog_namespace))
+
+    def read_records_by_key(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         return {
             vector_id: json.loads(metadata["record"])
-            for vector_id, metadata in self._fetch(self.catalog_namespace, ids)
+            for vector_id, metadata in self._fetch(self.catalog_namespace, keys)
         }
+
+    def record_keys(self) -> list[str]:
+        return self._list_ids(self.catalog_namespace)
+
+    def read_records_since(self, stamp: float) -> dict[str, dict[str, Any]] | None:
+        found: dict[str, dict[str, Any]] = {}
+        if not self._index_exists():
+            return found
+        token: str | None = None
+        while True:
+            page = self.index.fetch_by_metadata(
+                filter={WRITTEN_FIELD: {"$gte": stamp}},
+                namespace=self.catalog_namespace,
+                pagination_token=token,
+            )
+            for vector_id, vector in page.vectors.items():
+                found[vector_id] = json.loads(vector.metadata["record"])
+            token = page.pagination.next if page.pagination else None
+            if not token:
+                return found
 
     def write_records(self, records: dict[str, dict[str, Any]]) -> None:
         index = self.index  # created by the first write
         unit = [1.0] + [0.0] * (self.dimension - 1)
+        written = time.time()
         entries = [
-            {"id": key, "values": unit, "metadata": {"record": json.dumps(v, ensure_ascii=False)}}
+            {
+                "id": key,
+                "values": unit,
+                "metadata": {"record": json.dumps(v, ensure_ascii=False), WRITTEN_FIELD: written},
+            }
             for key, v in records.items()
         ]
         for part in split_upserts(entries):

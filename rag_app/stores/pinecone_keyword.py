@@ -137,18 +137,24 @@ class PineconeKeyword:
 
     def search(self, query: str, top_k: int) -> list[tuple[str, float]]:
         """The top_k chunk ids by BM25 score, best first, scored by Pinecone."""
+        sparse = self.query_vector(query) if top_k > 0 else None
+        if sparse is None:
+            return []
+        result = self.index.query(sparse_vector=sparse, top_k=top_k, namespace=self.namespace)
+        return [(match.id, float(match.score)) for match in result.matches]
+
+    def query_vector(self, query: str) -> dict[str, list] | None:
+        """The BM25 query side (idf per query term) as sparse values; None if no term is known."""
         counts = Counter(term_id(t) for t in tokenize(query, query=True))
         corpus = self._corpus()
-        if not counts or not corpus.chunks or top_k <= 0:
-            return []
+        if not counts or not corpus.chunks:
+            return None
         df = self._df(list(counts))
         weights = {t: idf(corpus.chunks, df[t]) * counts[t] for t in counts if df.get(t)}
         if not weights:
-            return []
+            return None
         terms = sorted(weights)
-        sparse = {"indices": terms, "values": [weights[t] for t in terms]}
-        result = self.index.query(sparse_vector=sparse, top_k=top_k, namespace=self.namespace)
-        return [(match.id, float(match.score)) for match in result.matches]
+        return {"indices": terms, "values": [weights[t] for t in terms]}
 
     def drop(self) -> None:
         """Delete every chunk vector and statistic of this namespace."""

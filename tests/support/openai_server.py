@@ -2,13 +2,17 @@
 
 OpenAI itself is unreachable from the test machine, and mocking the client would hide exactly
 the bugs we care about (wrong base URL, missing key, retries, streaming parsing). This server
-speaks the wire format of `/v1/models`, `/v1/embeddings` and `/v1/chat/completions` and answers
-deterministically:
+speaks the wire format of `/v1/models`, `/v1/embeddings`, `/v1/chat/completions` (with vision
+content parts) and `/v1/images/generations` and answers deterministically:
 
 * embeddings are a signed hashed bag of lowercase words, L2-normalised, so texts that share
   words are similar and unrelated texts are not;
 * chat answers are `ECHO: <start of the last user message>`, so a test can see which prompt
-  (question plus retrieved context) reached the model.
+  (question plus retrieved context) reached the model; each `image_url` part it sent adds
+  `[image <first 8 hex of the SHA-256 of its bytes> <n> bytes]`;
+* image generation draws a 16x16 PNG in a colour derived from the prompt, answered as
+  `b64_json` (models named `gpt-image-*`, or `response_format: b64_json`) or as a `url` that
+  this server serves under `/files/` without a key, as OpenAI's do.
 
 Every `/v1` request is appended to a JSONL log (`--log`) before it is answered, with the
 Authorization value replaced by a presence flag. `--fail-first N` answers the first N `/v1`
@@ -16,11 +20,13 @@ requests with 429 (or `--fail-status`: 401, 500, 503), to test client retries an
 `--delay S` answers every `/v1` request S seconds late, to test timeouts.
 
 For LLM-as-judge tests, `--script FILE` scripts chat replies: a JSON list of rules
-`{"contains": text, "reply"?: text, "status"?: code, "delay_ms"?: n, "times"?: n}`; the first
-rule whose `contains` occurs in the request's messages (and that has `times` left) decides the
-reply text, an injected error status, or a delay (longer than the client's timeout: a
-timeout). `--delay-ms` delays every chat reply; `--logprobs` answers `logprobs: true` requests
-with a log-probability of -0.5 per word-piece (so perplexity is e^0.5).
+`{"contains": text, "reply"?: text, "refusal"?: text, "status"?: code, "delay_ms"?: n,
+"times"?: n}`; the first rule whose `contains` occurs in the request's messages (image parts
+tagged as above) or image prompt, and that has `times` left, decides the reply text, a refusal,
+an injected error status (400 is a content-policy refusal), or a delay (longer than the
+client's timeout: a timeout).
+`--delay-ms` delays every chat reply; `--logprobs` answers `logprobs: true` requests with a
+log-probability of -0.5 per word-piece (so perplexity is e^0.5).
 
 It uses only the standard library so it runs as a plain script
 (`python tests/support/openai_server.py --port N`) or as `python -m tests.support.openai_server`.
@@ -45,6 +51,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -57,6 +64,11 @@ BEARER = re.compile(r"Bearer\s+\S+")
 MODELS = ("gpt-4o-mini", "text-embedding-3-small", "text-embedding-3-large")
 RETRY_AFTER_MS = "20"
 FAULTS = {
+    400: (
+        "Your request was rejected as a result of our safety system (injected by the test server).",
+        "image_generation_user_error",
+        "content_policy_violation",
+    ),
     401: (
         "Incorrect API key provided (injected by the test server).",
         "invalid_request_error",
@@ -92,6 +104,9 @@ class Reply:
     body: dict[str, Any] | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    #: A non-JSON body (a served image) and its content type.
+    raw: bytes | None = None
+    content_type: str = "application/json"
 
 
 class ApiError(Exception):
@@ -186,6 +201,8 @@ class OpenAICompatibleServer(ThreadingHTTPServer):
         self._lock = threading.Lock()
         self._faults_left = options.fail_first
         self._ids = itertools.count(1)
+        #: Generated images answered by URL, by file name.
+        self.files: dict[str, bytes] = {}
         self.rules: list[dict[str, Any]] = (
             json.loads(options.script_path.read_text(encoding="utf-8"))
             if options.script_path
@@ -243,6 +260,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         if path == "/health":
             self.send_reply(Reply(200, {"status": "ok"}))
             return
+        if self.command == "GET" and path.startswith("/files/"):
+            data = self.server.files.get(path.removeprefix("/files/"))
+            found = Reply(200, raw=data, content_type="image/png") if data else None
+            self.send_reply(found or Reply(404, {"error": {"message": "no such file"}}))
+            return
         body = parse_json(raw)
         time.sleep(self.server.options.delay)
         reply = self.decide(path, body)
@@ -288,8 +310,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         if reply.events:
             self.send_events(reply.events)
             return
-        payload = json.dumps(reply.body).encode()
-        self.send_header("Content-Type", "application/json")
+        payload = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
+        self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
@@ -325,7 +347,11 @@ def injected_fault(status: int) -> ApiError:
 def route(method: str, path: str, body: Any, server: OpenAICompatibleServer) -> Reply:
     if (method, path) == ("GET", "/v1/models"):
         return list_models()
-    if method == "POST" and path in ("/v1/embeddings", "/v1/chat/completions"):
+    if method == "POST" and path in (
+        "/v1/embeddings",
+        "/v1/chat/completions",
+        "/v1/images/generations",
+    ):
         if not isinstance(body, dict):
             raise ApiError(
                 400,
@@ -335,6 +361,8 @@ def route(method: str, path: str, body: Any, server: OpenAICompatibleServer) -> 
             )
         if path == "/v1/embeddings":
             return embeddings(body, server.options)
+        if path == "/v1/images/generations":
+            return image_generation(body, server)
         return chat_completion(body, server, f"chatcmpl-{server.next_id()}")
     raise ApiError(
         404, f"Unknown endpoint {method} {path}.", "invalid_request_error", "unknown_url"
@@ -370,17 +398,64 @@ def embeddings(body: dict[str, Any], options: ServerOptions) -> Reply:
     )
 
 
-def scripted(messages: list[dict[str, Any]], server: OpenAICompatibleServer) -> str | None:
-    """Apply the first matching rule: sleep, raise its status, or return its reply text."""
-    rule = server.take_rule("\n".join(content_text(m.get("content")) for m in messages))
+def scripted(text: str, server: OpenAICompatibleServer) -> dict[str, Any]:
+    """Apply the first rule matching `text`: sleep, raise its status, or return it ({} if none)."""
+    rule = server.take_rule(text)
     delay_ms = (rule or {}).get("delay_ms", server.options.delay_ms)
     if delay_ms:
         time.sleep(delay_ms / 1000)
     if rule is None:
-        return None
+        return {}
     if rule.get("status", 200) != 200:
         raise injected_fault(rule["status"])
-    return rule.get("reply")
+    return rule
+
+
+def image_parts(messages: list[dict[str, Any]]) -> list[str]:
+    """`[image <sha8> <n> bytes]` for each inline (data URL) image the messages carry."""
+    found = []
+    for message in messages:
+        content = message.get("content")
+        for part in content if isinstance(content, list) else []:
+            url = (part.get("image_url") or {}).get("url", "") if isinstance(part, dict) else ""
+            if url.startswith("data:") and "," in url:
+                data = base64.b64decode(url.split(",", 1)[1])
+                found.append(f"[image {hashlib.sha256(data).hexdigest()[:8]} {len(data)} bytes]")
+    return found
+
+
+def png_bytes(rgb: bytes, size: int = 16) -> bytes:
+    """A solid-colour RGB PNG, written with the standard library."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        checksum = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", checksum)
+
+    rows = b"".join(b"\x00" + rgb * size for _ in range(size))
+    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def image_generation(body: dict[str, Any], server: OpenAICompatibleServer) -> Reply:
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ApiError(400, "'prompt' is required.", "invalid_request_error", "invalid_prompt")
+    scripted(prompt, server)
+    image = png_bytes(hashlib.blake2b(prompt.encode(), digest_size=3).digest())
+    model = str(body.get("model", ""))
+    if model.startswith("gpt-image") or body.get("response_format") == "b64_json":
+        item = {"b64_json": base64.b64encode(image).decode("ascii")}
+    else:
+        name = f"img-{server.next_id()}.png"
+        server.files[name] = image
+        host, port = server.server_address[:2]
+        item = {"url": f"http://{host}:{port}/files/{name}", "revised_prompt": prompt}
+    return Reply(200, {"created": int(time.time()), "data": [item]})
 
 
 def token_logprobs(answer: str) -> dict[str, Any]:
@@ -401,9 +476,15 @@ def chat_completion(
         raise ApiError(
             400, "'messages' must be a list.", "invalid_request_error", "invalid_messages"
         )
-    answer = scripted(messages, server)
-    if answer is None:
-        answer = "ECHO: " + last_user_text(messages)[: options.echo_chars]
+    texts = [content_text(m.get("content")) for m in messages]
+    rule = scripted("\n".join([*texts, *image_parts(messages)]), server)
+    answer = rule.get("reply")
+    refusal = rule.get("refusal")
+    if refusal:
+        answer = ""
+    elif answer is None:
+        echoed = last_user_text(messages)[: options.echo_chars]
+        answer = " ".join(["ECHO: " + echoed, *image_parts(messages)])
     counted = usage([content_text(message.get("content")) for message in messages], answer)
     base = {"id": completion_id, "created": int(time.time()), "model": body.get("model", "")}
     if body.get("stream"):
@@ -411,7 +492,7 @@ def chat_completion(
         return Reply(200, events=stream_events(base, answer, counted if include_usage else None))
     choice = {
         "index": 0,
-        "message": {"role": "assistant", "content": answer, "refusal": None},
+        "message": {"role": "assistant", "content": answer or None, "refusal": refusal},
         "finish_reason": "stop",
         "logprobs": token_logprobs(answer) if options.logprobs and body.get("logprobs") else None,
     }

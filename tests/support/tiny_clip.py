@@ -1,0 +1,150 @@
+"""A tiny CLIP trained in seconds on synthetic shapes, so image search is tested offline.
+
+No CLIP weights exist on the test machine (no model hub, none in any package), so the tests
+train a `CLIPModel` with a small config on coloured shapes drawn with PIL ("a red circle"),
+save it with `save_pretrained` together with a word-level tokenizer and a CLIP image
+processor, and load it through rag_app's own loading code by path.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+COLORS = {
+    "red": (220, 30, 30),
+    "green": (30, 170, 40),
+    "blue": (30, 60, 220),
+    "yellow": (235, 215, 30),
+    "purple": (150, 40, 180),
+}
+SHAPES = ("circle", "ring", "triangle")
+IMAGE_SIZE = 32
+PER_CLASS = 2
+SPECIALS = ("[PAD]", "[BOS]", "[UNK]", "[EOS]")
+
+
+@dataclass(frozen=True)
+class Shape:
+    color: str
+    shape: str
+
+    @property
+    def caption(self) -> str:
+        return f"a {self.color} {self.shape}"
+
+
+def classes() -> list[Shape]:
+    return [Shape(c, s) for c in COLORS for s in SHAPES]
+
+
+def draw(item: Shape, rng: random.Random, size: int = IMAGE_SIZE) -> Image.Image:
+    """One picture of `item`: random grey background, size and place."""
+    grey = rng.randint(150, 255) if rng.random() < 0.7 else rng.randint(0, 70)
+    image = Image.new("RGB", (size, size), (grey, grey, grey))
+    pen = ImageDraw.Draw(image)
+    side = rng.randint(size * 3 // 5, size * 9 // 10)
+    centre = (size - side) // 2
+    x, y = (centre + rng.randint(-2, 2) for _ in range(2))
+    box = (x, y, x + side, y + side)
+    color = COLORS[item.color]
+    if item.shape == "circle":
+        pen.ellipse(box, fill=color)
+    elif item.shape == "ring":
+        pen.ellipse(box, outline=color, width=max(2, side // 6))
+    else:
+        pen.polygon([(x + side / 2, y), (x, y + side), (x + side, y + side)], fill=color)
+    return image
+
+
+def vocabulary() -> list[str]:
+    words = {"a", "an", "the", "photo", "of", *COLORS, *SHAPES}
+    return [*SPECIALS, *sorted(words)]
+
+
+def save_tokenizer(path: Path) -> None:
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {word: i for i, word in enumerate(vocabulary())}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    core.normalizer = normalizers.Lowercase()
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = processors.TemplateProcessing(
+        single="[BOS] $A [EOS]", special_tokens=[("[BOS]", 1), ("[EOS]", 3)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        pad_token="[PAD]",
+        bos_token="[BOS]",
+        eos_token="[EOS]",
+        unk_token="[UNK]",
+        model_max_length=16,
+    )
+    tokenizer.save_pretrained(path)
+
+
+def train_tiny_clip(path: Path, steps: int = 300, seed: int = 0) -> Path:
+    """Train and save the model at `path` (seconds on one CPU core); returns `path`."""
+    import torch
+    from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    save_tokenizer(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    processor = CLIPImageProcessor(
+        size={"shortest_edge": IMAGE_SIZE},
+        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+    )
+    processor.save_pretrained(path)
+    config = CLIPConfig(
+        text_config={
+            "vocab_size": len(vocabulary()),
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 16,
+            "pad_token_id": 0,
+            "bos_token_id": 1,
+            "eos_token_id": 3,
+        },
+        vision_config={
+            "image_size": IMAGE_SIZE,
+            "patch_size": 4,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+        },
+        projection_dim=32,
+    )
+    model = CLIPModel(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    items = classes()
+    text = tokenizer([i.caption for i in items], padding=True, return_tensors="pt")
+    labels = torch.arange(len(items)).repeat(PER_CLASS)
+    # Each caption has PER_CLASS pictures in a batch: its target spreads over all of them.
+    text_targets = torch.nn.functional.one_hot(labels, len(items)).T.float() / PER_CLASS
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
+    model.train()
+    for _ in range(steps):
+        pictures = [draw(i, rng) for _ in range(PER_CLASS) for i in items]
+        pixels = processor(pictures, return_tensors="pt")["pixel_values"]
+        out = model(**text, pixel_values=pixels)
+        loss = (
+            torch.nn.functional.cross_entropy(out.logits_per_image, labels)
+            + torch.nn.functional.cross_entropy(out.logits_per_text, text_targets)
+        ) / 2
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+
+    model.eval()
+    model.save_pretrained(path)
+    return path
