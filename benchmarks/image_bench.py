@@ -23,8 +23,9 @@ from rag_app.images import ClipEmbedder, ClipModel
 from rag_app.ingestion import IngestReport
 from rag_app.loaders import load_image, load_paths
 from rag_app.multimodal import ImageSearch
+from rag_app.sample_images import classes, draw
 from rag_app.settings import load_settings
-from tests.support.tiny_clip import classes, draw, save_tokenizer, vocabulary
+from tests.support.tiny_clip import save_tokenizer, vocabulary
 
 IMAGE_SIZE = 224
 

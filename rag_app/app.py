@@ -33,6 +33,7 @@ from rag_app.embeddings import (
     embedding_model_id,
 )
 from rag_app.errors import RagAppError
+from rag_app.images import ClipEmbedder, build_clip_embedder
 from rag_app.ingestion import Ingestor, IngestReport, delete_documents
 from rag_app.llms import Answer, Answerer, Source, build_answerer
 from rag_app.loaders import (
@@ -50,6 +51,7 @@ from rag_app.settings import Settings, check_top_k, load_settings
 from rag_app.stores.base import Backend, DocRecord
 from rag_app.stores.pinecone_keyword import check_sparse_index_settings, open_pinecone_keyword
 from rag_app.stores.registry import open_backend
+from rag_app.zero_shot import DEFAULT_TEMPLATE, classify_image
 
 if TYPE_CHECKING:
     from rag_app.vision import Reimagined
@@ -104,9 +106,14 @@ class RagApp:
         return build_reranker(self.settings.reranker)
 
     @cached_property
+    def clip(self) -> ClipEmbedder:
+        """CLIP (RAG_IMAGE_EMBED_MODEL), shared by image search and zero-shot classification."""
+        return build_clip_embedder(self.settings)
+
+    @cached_property
     def images(self) -> ImageSearch:
         """The image and prompt collections beside this one (CLIP, RAG_IMAGE_EMBED_MODEL)."""
-        return ImageSearch(self.settings)
+        return ImageSearch(self.settings, self.clip)
 
     @cached_property
     def retriever(self) -> HybridRetriever:
@@ -428,6 +435,12 @@ class RagApp:
         check_top_k(top_k)
         return self.images.search_prompts(Path(image), top_k or self.settings.top_k)
 
+    def classify_image(
+        self, image: str | Path, labels: Sequence[str], template: str = DEFAULT_TEMPLATE
+    ) -> list[tuple[str, float]]:
+        """Zero-shot: `(label, probability)` per label, most probable first (no store needed)."""
+        return classify_image(self.clip, Path(image), labels, template)
+
     def describe_image(self, image: str | Path) -> str:
         """A prompt-like description of the image by RAG_VISION_LLM."""
         from rag_app.vision import describe_image
@@ -457,6 +470,9 @@ class RagApp:
         images = self.__dict__.get("images")
         if images is not None:
             images.close()
+        clip = self.__dict__.get("clip")
+        if clip is not None and clip.cache:
+            clip.cache.close()
         embedder = self.__dict__.get("embedder")
         if self._owns_embedder and embedder is not None and embedder.cache:
             embedder.cache.close()

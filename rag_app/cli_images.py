@@ -1,5 +1,6 @@
-"""The image commands of `rag-app`: search-prompts, describe, generate, reimagine, and the image
-side of `retrieve --images` and `docs list --images` (kept out of cli.py, which registers them).
+"""The image commands of `rag-app`: classify, search-prompts, describe, generate, reimagine, and
+the image side of `retrieve --images` and `docs list --images` (kept out of cli.py, which
+registers them).
 """
 
 from __future__ import annotations
@@ -11,9 +12,29 @@ from pathlib import Path
 
 from rag_app.errors import RagAppError
 from rag_app.wording import plural
+from rag_app.zero_shot import DEFAULT_TEMPLATE
 
 
 def add_image_commands(commands) -> None:
+    classify = commands.add_parser(
+        "classify", help="zero-shot: the probability of each label for an image (CLIP)"
+    )
+    classify.add_argument("image", type=Path, help="the image file")
+    classify.add_argument(
+        "--label",
+        action="append",
+        required=True,
+        dest="labels",
+        metavar="LABEL",
+        help="a candidate label; give two or more (--label cat --label dog)",
+    )
+    classify.add_argument(
+        "--template",
+        default=DEFAULT_TEMPLATE,
+        help=f"the text CLIP reads per label, with {{label}} (default: {DEFAULT_TEMPLATE!r})",
+    )
+    classify.add_argument("--json", action="store_true", help="print JSON")
+
     search = commands.add_parser(
         "search-prompts", help="stored prompts nearest to an image (CLIP image to text)"
     )
@@ -91,6 +112,24 @@ def search_prompts(app, args: argparse.Namespace) -> int:
     return 0
 
 
+def classify(settings, args: argparse.Namespace) -> int:
+    from rag_app.images import build_clip_embedder
+    from rag_app.zero_shot import classify_image
+
+    embedder = build_clip_embedder(settings)
+    try:
+        ranked = classify_image(embedder, args.image, args.labels, args.template)
+    finally:
+        if embedder.cache:
+            embedder.cache.close()
+    if args.json:
+        print(json.dumps([{"label": label, "probability": p} for label, p in ranked]))
+        return 0
+    for label, probability in ranked:
+        print(f"{probability:6.1%}  {label}")
+    return 0
+
+
 def describe(settings, args: argparse.Namespace) -> int:
     from rag_app.vision import describe_image
 
@@ -120,6 +159,6 @@ def reimagine(app, args: argparse.Namespace) -> int:
 
 
 #: Commands that need settings only (no store).
-SETTINGS_COMMANDS = {"describe": describe, "generate": generate}
+SETTINGS_COMMANDS = {"classify": classify, "describe": describe, "generate": generate}
 #: Commands over a `RagApp`.
 APP_COMMANDS = {"search-prompts": search_prompts, "reimagine": reimagine}

@@ -63,6 +63,11 @@ class ClipModel:
     def max_tokens(self) -> int:
         return int(self._parts[0].config.text_config.max_position_embeddings)
 
+    @property
+    def logit_scale(self) -> float:
+        """The temperature CLIP learned: cosine similarities times this are its logits."""
+        return float(self._parts[0].logit_scale.detach().exp())
+
     def tokenize(self, text: str) -> list[str]:
         return self._parts[1].tokenize(text)
 

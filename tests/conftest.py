@@ -16,9 +16,11 @@ import pytest
 
 from rag_app.app import RagApp
 from rag_app.embeddings import Embedder, build_embedder
+from rag_app.sample_images import Shape, save_pictures
 from rag_app.settings import Settings, load_settings
 from tests.support.chroma_server import ChromaServer
 from tests.support.pinecone_server import running_pinecone_local
+from tests.support.tiny_clip import HELD_OUT_SEED, train_tiny_clip
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
@@ -49,6 +51,18 @@ def use_embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
     """A second offline model (multilingual USE, fast to load and run), for model switches."""
     settings = load_settings(data_dir=tmp_path_factory.mktemp("use"), embed_model="use")
     return build_embedder(settings, cache=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CLIPModel trained once per session on synthetic shapes, saved by path."""
+    return train_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def held_out(tmp_path_factory: pytest.TempPathFactory) -> dict[Shape, Path]:
+    """One picture per class the tiny CLIP never saw."""
+    return save_pictures(tmp_path_factory.mktemp("held-out") / "pictures", HELD_OUT_SEED)
 
 
 @pytest.fixture(scope="session")

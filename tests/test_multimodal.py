@@ -14,50 +14,18 @@ import pytest
 from PIL import Image
 
 from rag_app.app import RagApp
-from rag_app.errors import EmbeddingMismatchError
+from rag_app.errors import EmbeddingMismatchError, RagAppError
 from rag_app.ingestion import Ingestor
+from rag_app.sample_images import Shape, classes, draw, save_pictures, save_prompts
 from tests.conftest import cli_env, rag_app_command
 from tests.support.openai_server import running_openai_server
-from tests.support.tiny_clip import Shape, classes, draw, train_tiny_clip
-
-HELD_OUT_SEED = 1234
-
-
-@pytest.fixture(scope="session")
-def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CLIPModel trained once per session on synthetic shapes, saved by path."""
-    return train_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
-
-
-def save_pictures(folder: Path, seed: int) -> dict[Shape, Path]:
-    """One picture per class, drawn with `seed` (the model never saw these)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    paths = {}
-    for item in classes():
-        path = folder / f"{item.color}-{item.shape}.png"
-        draw(item, rng).save(path)
-        paths[item] = path
-    return paths
-
-
-@pytest.fixture(scope="session")
-def held_out(tmp_path_factory: pytest.TempPathFactory) -> dict[Shape, Path]:
-    return save_pictures(tmp_path_factory.mktemp("held-out") / "pictures", HELD_OUT_SEED)
+from tests.support.tiny_clip import HELD_OUT_SEED
 
 
 @pytest.fixture(scope="session")
 def prompts_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Prompts with ids and the (other) pictures they made, as the book's prompt dataset."""
-    folder = tmp_path_factory.mktemp("prompts")
-    pictures = save_pictures(folder / "made", HELD_OUT_SEED + 1)
-    path = folder / "prompts.jsonl"
-    rows = [
-        {"id": f"p-{i.color}-{i.shape}", "prompt": i.caption, "image": f"made/{p.name}"}
-        for i, p in pictures.items()
-    ]
-    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
-    return path
+    return save_prompts(tmp_path_factory.mktemp("prompts"), HELD_OUT_SEED + 1)
 
 
 @pytest.fixture
@@ -181,8 +149,6 @@ def test_cli_ingests_images_and_prompts_and_searches_both(
 
 @pytest.mark.parametrize("backend_name", ["memory"])
 def test_a_missing_or_broken_image_is_one_clear_error(image_app: RagApp, tmp_path: Path) -> None:
-    from rag_app.errors import RagAppError
-
     with pytest.raises(RagAppError, match="nowhere.png"):
         image_app.search_prompts(tmp_path / "nowhere.png")
     broken = tmp_path / "broken.png"
@@ -211,3 +177,52 @@ def test_reimagine_generates_from_description_original_and_found_prompt(
     with Image.open(result.files["original"]) as original, Image.open(result.sheet) as sheet:
         assert sheet.size == (4 * 256, 256 + 24)
         assert sheet.getpixel((2 * 256 + 8, 8)) == original.getpixel((0, 0))  # 3rd tile
+
+
+@pytest.mark.parametrize("backend_name", ["memory"])
+def test_zero_shot_classification_top1_and_probabilities(
+    image_app: RagApp, held_out: dict[Shape, Path]
+) -> None:
+    captions = [item.caption for item in classes()]
+    results = {
+        item: image_app.classify_image(path, captions, "{label}") for item, path in held_out.items()
+    }
+    correct = sum(ranked[0][0] == item.caption for item, ranked in results.items())
+    assert correct / len(held_out) >= 0.9, correct
+    for ranked in results.values():
+        assert sorted(label for label, _ in ranked) == sorted(captions)
+        assert sum(p for _, p in ranked) == pytest.approx(1.0, abs=1e-6)
+        assert [p for _, p in ranked] == sorted((p for _, p in ranked), reverse=True)
+    assert "images" not in image_app.__dict__  # no image store was opened
+    with pytest.raises(RagAppError, match="at least two labels"):
+        image_app.classify_image(held_out[Shape("red", "circle")], ["a red circle"])
+    with pytest.raises(RagAppError, match="has no \\{label\\}"):
+        image_app.classify_image(held_out[Shape("red", "circle")], captions, "a photo")
+
+
+def test_cli_classify_prints_probabilities_and_refuses_one_label(
+    make_settings, tiny_clip: Path, held_out: dict[Shape, Path]
+) -> None:
+    env = cli_env(make_settings(image_embed_model=str(tiny_clip)))
+    image = str(held_out[Shape("green", "triangle")])
+    labels = ["green triangle", "green circle", "blue triangle", "yellow ring"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            rag_app_command("classify", image, *args),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+    done = run(
+        *(a for label in labels for a in ("--label", label)), "--template", "a {label}", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    ranked = json.loads(done.stdout)
+    assert ranked[0]["label"] == "green triangle"
+    assert sum(r["probability"] for r in ranked) == pytest.approx(1.0, abs=1e-6)
+    refused = run("--label", "green triangle")
+    assert refused.returncode == 2 and refused.stderr.startswith("error: ")
+    assert "at least two labels" in refused.stderr and refused.stderr.count("\n") == 1

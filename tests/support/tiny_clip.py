@@ -1,7 +1,7 @@
 """A tiny CLIP trained in seconds on synthetic shapes, so image search is tested offline.
 
 No CLIP weights exist on the test machine (no model hub, none in any package), so the tests
-train a `CLIPModel` with a small config on coloured shapes drawn with PIL ("a red circle"),
+train a `CLIPModel` with a small config on the coloured shapes of `rag_app.sample_images`,
 save it with `save_pretrained` together with a word-level tokenizer and a CLIP image
 processor, and load it through rag_app's own loading code by path.
 """
@@ -9,55 +9,14 @@ processor, and load it through rag_app's own loading code by path.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from rag_app.sample_images import COLORS, IMAGE_SIZE, SHAPES, classes, draw
 
-COLORS = {
-    "red": (220, 30, 30),
-    "green": (30, 170, 40),
-    "blue": (30, 60, 220),
-    "yellow": (235, 215, 30),
-    "purple": (150, 40, 180),
-}
-SHAPES = ("circle", "ring", "triangle")
-IMAGE_SIZE = 32
 PER_CLASS = 2
 SPECIALS = ("[PAD]", "[BOS]", "[UNK]", "[EOS]")
-
-
-@dataclass(frozen=True)
-class Shape:
-    color: str
-    shape: str
-
-    @property
-    def caption(self) -> str:
-        return f"a {self.color} {self.shape}"
-
-
-def classes() -> list[Shape]:
-    return [Shape(c, s) for c in COLORS for s in SHAPES]
-
-
-def draw(item: Shape, rng: random.Random, size: int = IMAGE_SIZE) -> Image.Image:
-    """One picture of `item`: random grey background, size and place."""
-    grey = rng.randint(150, 255) if rng.random() < 0.7 else rng.randint(0, 70)
-    image = Image.new("RGB", (size, size), (grey, grey, grey))
-    pen = ImageDraw.Draw(image)
-    side = rng.randint(size * 3 // 5, size * 9 // 10)
-    centre = (size - side) // 2
-    x, y = (centre + rng.randint(-2, 2) for _ in range(2))
-    box = (x, y, x + side, y + side)
-    color = COLORS[item.color]
-    if item.shape == "circle":
-        pen.ellipse(box, fill=color)
-    elif item.shape == "ring":
-        pen.ellipse(box, outline=color, width=max(2, side // 6))
-    else:
-        pen.polygon([(x + side / 2, y), (x, y + side), (x + side, y + side)], fill=color)
-    return image
+#: The seed of the pictures the model is tested on (training draws with seed 0).
+HELD_OUT_SEED = 1234
 
 
 def vocabulary() -> list[str]:
