@@ -10,6 +10,7 @@ must print why they skip and still run green.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ EXPECTED = [
     "05_evaluate_retrieval",
     "06_llamaindex_book_exercise",
     "07_evaluate_answers",
+    "08_multimodal_search",
 ]
 #: Each notebook must finish within this wall time at scale small on two cores.
 WALL_LIMIT_SECONDS = 180
@@ -52,6 +54,11 @@ JUDGE_RULES = [
     {"contains": "retrieved context is relevant", "reply": "Partly.\n[RESULT] 3"},
     {"contains": "impartial judge", "reply": "Equally good. [[C]]"},
 ]
+
+
+#: Notebooks that need CLIP: the tests point RAG_IMAGE_EMBED_MODEL at the session's tiny CLIP and
+#: the vision and image-generation models at the loopback server.
+CLIP_NOTEBOOKS = {"08_multimodal_search"}
 
 
 def run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> NotebookRun:
@@ -91,9 +98,12 @@ def test_notebook_is_stored_without_outputs(path: Path) -> None:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_green_offline_at_small_scale(
-    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
-    with loopback_judge(path.stem, tmp_path, monkeypatch):
+    with (
+        loopback_judge(path.stem, tmp_path, monkeypatch),
+        offline_clip(path.stem, monkeypatch, request),
+    ):
         result = run(path, tmp_path, monkeypatch)
     print(f"{path.stem}: {result.seconds:.1f} s")
     if path.stem in JUDGE_NOTEBOOKS and SHARED.joinpath("data/xquad/xquad.en.json").is_file():
@@ -103,6 +113,8 @@ def test_notebook_runs_green_offline_at_small_scale(
     if marker and SHARED.joinpath("data/xquad/xquad.en.json").is_file():
         assert marker not in printed(result.notebook), "skipped although ../shared is present"
     assert leftover_collections(tmp_path / "data") == []
+    if path.stem in NOTEBOOK_CHECKS:
+        NOTEBOOK_CHECKS[path.stem](result, request)
 
 
 @contextmanager
@@ -118,6 +130,45 @@ def loopback_judge(stem: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.setenv("OPENAI_API_KEY", "sk-notebook-test")
         monkeypatch.setenv("RAG_JUDGE", "openai:gpt-4o-mini")
         yield
+
+
+@contextmanager
+def offline_clip(
+    stem: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[None]:
+    """For the CLIP notebooks: the tiny CLIP (trained once per session, only when needed) and a
+    loopback server for describe and generate, in the kernel's env."""
+    if stem not in CLIP_NOTEBOOKS:
+        yield
+        return
+    monkeypatch.setenv("RAG_IMAGE_EMBED_MODEL", str(request.getfixturevalue("tiny_clip")))
+    with running_openai_server() as url:
+        monkeypatch.setenv("OPENAI_BASE_URL", url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-notebook-test")
+        monkeypatch.setenv("RAG_VISION_LLM", "openai:gpt-4o")
+        monkeypatch.setenv("RAG_IMAGE_GEN", "openai:dall-e-3")
+        yield
+
+
+def check_multimodal(result: NotebookRun, request: pytest.FixtureRequest) -> None:
+    """08 classifies, searches both ways and reimagines with the tiny CLIP and loopback server."""
+    text = printed(result.notebook)
+    assert "CLIP: " + str(request.getfixturevalue("tiny_clip")) in text
+    top = re.search(r"top label: (.+) \(true: (.+)\)", text)
+    assert top and top.group(1) == top.group(2), text
+    correct, total = map(int, re.search(r"zero-shot top-1: (\d+)/(\d+)", text).groups())
+    assert total == 15 and correct / total >= 0.9, text
+    assert re.search(r"a green triangle -> \['\S*green-triangle\.png", text), text
+    assert "original prompt: a red circle" in text and "description: ECHO: Describe" in text
+    assert any(
+        "image/png" in o.get("data", {})
+        for c in result.notebook.cells
+        for o in c.get("outputs", [])
+    )
+
+
+#: Claims about a notebook's printed results, checked after it ran.
+NOTEBOOK_CHECKS = {"08_multimodal_search": check_multimodal}
 
 
 def leftover_collections(data_dir: Path) -> list[str]:
