@@ -91,6 +91,10 @@ def train_tiny_clip(path: Path, steps: int = 300, seed: int = 0) -> Path:
     text_targets = torch.nn.functional.one_hot(labels, len(items)).T.float() / PER_CLASS
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
     model.train()
+    # One thread: tiny matmuls gain nothing from more, and two pytest workers each spinning
+    # two threads on a busy 2-core machine took the training from 22 s to over 600 s.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     for _ in range(steps):
         pictures = [draw(i, rng) for _ in range(PER_CLASS) for i in items]
         pixels = processor(pictures, return_tensors="pt")["pixel_values"]
@@ -104,6 +108,7 @@ def train_tiny_clip(path: Path, steps: int = 300, seed: int = 0) -> Path:
         optimizer.step()
         schedule.step()
 
+    torch.set_num_threads(threads)
     model.eval()
     model.save_pretrained(path)
     return path
