@@ -2,10 +2,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The CPU build of torch: a local wheel where the machine has one (this workplace), else
-# PyTorch's CPU index. An unpinned torch would pull a CUDA build of several GB.
+# torch pinned by version, installed by name (pip's own configuration chooses the index): the
+# pinned version resolves to a CPU build here, while an unpinned torch pulls a CUDA build of
+# several GB. Elsewhere, point pip at a CPU wheel index in pip.conf or PIP_INDEX_URL.
 TORCH_VERSION ?= 2.13.0
-TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 QUESTION ?= What does ef_search control in HNSW?
 QUESTION_KO ?= 벡터 데이터베이스는 무엇을 저장하나요?
 
@@ -16,14 +16,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.torch: $(BIN)/python
-	@if $(BIN)/pip download --quiet --no-deps --no-index -d $(VENV)/.wheels "torch==$(TORCH_VERSION)" >/dev/null 2>&1; then \
-		echo "torch $(TORCH_VERSION): local CPU wheel"; \
-		$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"; \
-	else \
-		echo "torch: CPU build from $(TORCH_CPU_INDEX)"; \
-		$(BIN)/pip install --quiet torch --index-url $(TORCH_CPU_INDEX) --extra-index-url https://pypi.org/simple; \
-	fi
-	rm -rf $(VENV)/.wheels
+	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.torch pyproject.toml
