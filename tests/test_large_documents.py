@@ -191,6 +191,7 @@ class SlowLoggedEmbedding(CountingEmbedding):
 
 
 def _ingest_slowly(settings: Settings, path: Path, log: Path) -> None:
+    rag_app.ingestion.GROUP_CHUNKS = GROUP  # a spawned child does not inherit the monkeypatch
     model = SlowLoggedEmbedding(embed_batch_size=GROUP, log=str(log))
     cache = EmbeddingCache(settings.data_dir / "embedding_cache.sqlite")
     embedder = Embedder(model, "test:counting", 40, str.split, cache)
@@ -206,7 +207,8 @@ def test_a_kill_mid_file_loses_at_most_one_group_and_the_rerun_is_exact(
     big = tmp_path / "big.txt"
     big.write_text(single_line(40_000), encoding="utf-8")
     cache, log = settings.data_dir / "embedding_cache.sqlite", tmp_path / "embedded.log"
-    child = multiprocessing.get_context("fork").Process(
+    # spawn, not fork: a forked child inherits embedded Chroma's threads and hangs in it.
+    child = multiprocessing.get_context("spawn").Process(
         target=_ingest_slowly, args=(settings, big, log)
     )
     child.start()
@@ -214,6 +216,7 @@ def test_a_kill_mid_file_loses_at_most_one_group_and_the_rerun_is_exact(
     while cache_rows(cache) < 4 * GROUP and time.monotonic() < deadline:
         assert child.is_alive()
         time.sleep(0.02)
+    assert cache_rows(cache) >= 4 * GROUP, "the ingest never got going"
     os.kill(child.pid or 0, signal.SIGKILL)
     child.join(timeout=30)
     embedded = sum(int(n) for n in log.read_text().split())
