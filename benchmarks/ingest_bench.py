@@ -1,4 +1,4 @@
-"""Ingestion throughput per backend against raw `SentenceTransformer.encode`, and re-ingest.
+"""Ingestion throughput per backend against the model's own batch call, and re-ingest.
 
 Why: embedding dominates ingestion with a local model, so the honest question is how much the
 app adds around `model.encode` (chunk bookkeeping, cache, catalog, store writes, keyword

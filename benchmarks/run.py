@@ -83,7 +83,7 @@ CACHE_BACKENDS = ["memory", "chroma"]
 TEXT_SECTIONS = {"ingest", "hybrid", "models", "e5-torch", "batch", "hnsw-real", "sparse-quality"}
 #: The results key each section writes (a section not run keeps the previous run's figures).
 SECTION_KEYS = {
-    "ingest": ["ingest", "ingest_warm_up_s"],
+    "ingest": ["ingest", "ingest_warm_up_s", "ingest_model"],
     "hybrid": ["hybrid_vs_dense"],
     "models": ["models"],
     "e5-torch": ["e5_torch"],
@@ -212,6 +212,7 @@ def _text_sections(sections: Sections, args: argparse.Namespace, workdir: Path) 
     embedder = build_embedder(load_settings(data_dir=workdir / "model"), cache=False)
     documents, _ = ingest_bench.corpus(XQUAD_EN, args.articles)
     if "ingest" in args.sections:
+        results["ingest_model"] = embedder.model_id
         results["ingest_warm_up_s"] = sections.run(
             "ingest warm-up", lambda: ingest_bench.warm_up(embedder, documents[:1], workdir)
         )
