@@ -66,8 +66,8 @@ MIN_RELEVANCE: dict[str, dict[Signal, dict[str, float]]] = {
 #: the model (it is the keyword index's; the lowest calibrated value is used), and a cosine
 #: threshold of 0 only refuses chunks pointing away from the question.
 FALLBACK: dict[Signal, dict[str, float]] = {
-    "hybrid": {"en": 0.276, "zh": 0.276, "ko": 0.276},
-    "keyword": {"en": 0.276, "zh": 0.276, "ko": 0.276},
+    "hybrid": {"en": 0.254, "zh": 0.254, "ko": 0.254},
+    "keyword": {"en": 0.254, "zh": 0.254, "ko": 0.254},
     "dense": {"en": 0.0, "zh": 0.0, "ko": 0.0},
 }
 
