@@ -265,3 +265,40 @@ def test_sparse_index_survives_a_snapshot() -> None:
         "sparseValues": {"indices": [4], "values": [2.0]},
         "metadata": {"k": "v"},
     }
+
+
+@pytest.mark.parametrize("dimension", [0, 2])
+def test_sparse_scores_follow_upserts_overwrites_and_deletes(
+    dimension: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inverted index scores as a scan of every stored record would, through row moves,
+    overwrites, records without sparse values, a snapshot and rebuilds of stale postings."""
+    monkeypatch.setattr("rag_app.pinecone_local.postings.MIN_DEAD_BEFORE_REBUILD", 5)
+    rng = random.Random(14)
+    namespace = IndexState("s", dimension, "dotproduct", "aws", "us-east-1").writable_namespace("")
+    values = np.zeros(dimension, dtype=np.float32)
+
+    def brute_force(query: dict[str, list]) -> list[float]:
+        weights = dict(zip(query["indices"], query["values"], strict=True))
+        return [
+            sum(weights.get(i, 0.0) * v for i, v in zip(s["indices"], s["values"], strict=True))
+            if s
+            else 0.0
+            for s in namespace.sparse
+        ]
+
+    for step in range(400):
+        record_id = f"r{rng.randrange(60)}"
+        if rng.random() < 0.3:
+            namespace.delete(record_id)
+        else:
+            terms = rng.sample(range(12), rng.randrange(0 if dimension else 1, 4))
+            sparse = {"indices": terms, "values": [rng.random() for _ in terms]} if terms else None
+            namespace.upsert(Record(record_id, values, sparse, None))
+        if step == 200:
+            index = IndexState("s", dimension, "dotproduct", "aws", "us-east-1")
+            index.namespaces[""] = namespace
+            namespace = IndexState.from_snapshot(index.to_snapshot()).namespaces[""]
+        query = {"indices": [1, 5, 7], "values": [0.5, 2.0, 1.0]}
+        expected = np.asarray(brute_force(query), dtype=np.float32)
+        assert np.allclose(namespace._sparse_scores(query), expected, rtol=1e-6)

@@ -185,9 +185,9 @@ def update(index: IndexState, body: dict[str, Any]) -> dict[str, Any]:
     for record_id, metadata in zip(targets, merged, strict=True):
         row = namespace.rows[record_id]
         if vector is not None:
-            namespace.matrix[row] = vector
+            namespace.set_values(row, vector)
         if sparse is not None:
-            namespace.sparse[row] = sparse
+            namespace.set_sparse(row, sparse)
         namespace.metadata[row] = metadata
     return {"matchedRecords": len(targets)}
 
