@@ -18,6 +18,7 @@ dot product alone, and records sharing no index with the query are not matches.
 from __future__ import annotations
 
 import base64
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,7 @@ class Namespace:
         self.sparse: list[dict[str, list] | None] = []
         self.schema: dict[str, Any] | None = None
         self._postings = SparsePostings() if dimension == 0 else None
+        self._sorted_ids: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -68,6 +70,7 @@ class Namespace:
             self.metadata.append(None)
             self.sparse.append(None)
             self.rows[record.id] = row
+            self._sorted_ids = None
         self.set_values(row, record.values)
         self.set_sparse(row, record.sparse)
         self.metadata[row] = record.metadata
@@ -88,6 +91,7 @@ class Namespace:
         row = self.rows.pop(record_id, None)
         if row is None:
             return False
+        self._sorted_ids = None
         last = len(self.ids) - 1
         if self._postings is not None:
             self._postings.remove(row)
@@ -103,6 +107,15 @@ class Namespace:
         self.metadata.pop()
         self.sparse.pop()
         return True
+
+    def ids_with_prefix(self, prefix: str) -> list[str]:
+        """The ids starting with *prefix*, in bitwise order (sorted once per change of ids)."""
+        if self._sorted_ids is None:
+            self._sorted_ids = sorted(self.ids)
+        ids = self._sorted_ids
+        start = bisect_left(ids, prefix)
+        end = bisect_left(ids, True, lo=start, key=lambda i: not i.startswith(prefix))
+        return ids[start:end]
 
     def matching_ids(self, predicate: Predicate) -> list[str]:
         """Ids of the records whose metadata satisfies *predicate*."""
