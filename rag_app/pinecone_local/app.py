@@ -13,6 +13,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -63,12 +64,20 @@ def control_app(store: Store, faults: FaultInjector) -> FastAPI:
     return app
 
 
+class DataPlaneResponse(JSONResponse):
+    """A JSON body encoded by orjson: a fetch of 100 dense vectors is ~1 MB of floats, which
+    ``json.dumps`` took ~19 ms to write (the whole 100k-chunk download: ~19 s of server time)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 def data_app(store: Store, index: IndexState, faults: FaultInjector) -> FastAPI:
     """The data plane of one index; answers 404 once that index has been deleted."""
     app = _base_app(f"pinecone-local index {index.name}", faults, data_plane_response)
 
     def run(operation: Callable[[IndexState], dict[str, Any]], writes: bool) -> JSONResponse:
-        return JSONResponse(store.run(index, operation, writes))
+        return DataPlaneResponse(store.run(index, operation, writes))
 
     def post(path: str, operation: Callable[..., dict[str, Any]], writes: bool) -> None:
         async def handler(request: Request) -> JSONResponse:
