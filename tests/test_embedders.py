@@ -7,12 +7,18 @@ query/passage roles, dimension, batching, cache use, and for chunks that fit its
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
 from llama_index.core import Document
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from pydantic import PrivateAttr
 
 from rag_app.app import RagApp
 from rag_app.chunking import Chunker, default_chunk_size
@@ -138,3 +144,62 @@ def test_a_store_built_with_another_model_says_how_to_reindex(
     message = str(error.value)
     assert "Run `rag-app reindex`" in message
     assert "RAG_EMBED_MODEL=use" in message
+
+
+class OverlapRecorder(BaseEmbedding):
+    """A model that records how many of its calls ran at once (each call sleeps 20 ms)."""
+
+    _active: list[int] = PrivateAttr(default_factory=lambda: [0, 0])
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def _enter(self) -> list[float]:
+        with self._lock:
+            self._active[0] += 1
+            self._active[1] = max(self._active)
+        time.sleep(0.02)
+        with self._lock:
+            self._active[0] -= 1
+        return [1.0, 0.0]
+
+    @property
+    def peak(self) -> int:
+        return self._active[1]
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._enter()
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._enter()
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._enter()
+
+
+class ConcurrentRecorder(OverlapRecorder):
+    concurrent_calls: ClassVar[bool] = True
+
+
+def _query_while_embedding(embedder: Embedder, texts: list[str]) -> list[np.ndarray]:
+    """Embeds `texts` in a thread while this thread embeds each of them as a question."""
+    with ThreadPoolExecutor(1) as pool:
+        passages = pool.submit(embedder.embed_texts, texts)
+        queries = [np.asarray(embedder.embed_query(t)) for t in texts]
+        return [passages.result(), np.stack(queries)]
+
+
+@pytest.mark.parametrize(("model", "peak"), [(OverlapRecorder, 1), (ConcurrentRecorder, 2)])
+def test_model_calls_from_two_threads_are_serialised_unless_the_model_says_otherwise(
+    model: type[OverlapRecorder], peak: int
+) -> None:
+    recorder = model(embed_batch_size=1)
+    embedder = Embedder(recorder, "recorder", 512, str.split)
+    _query_while_embedding(embedder, [f"text {i}" for i in range(10)])
+    assert recorder.peak == peak
+
+
+def test_e5_gives_the_same_vectors_when_two_threads_embed_at_once(embedder: Embedder) -> None:
+    texts = [f"{SAMPLE[i % len(SAMPLE)]} ({i})" for i in range(80)]  # enough for the torch port
+    passages, queries = _query_while_embedding(embedder, texts)
+    assert cosines(passages, embedder.embed_texts(texts)).min() > 0.9999
+    alone = np.stack([embedder.embed_query(t) for t in texts])
+    assert cosines(queries, alone).min() > 0.9999
