@@ -110,6 +110,16 @@ def test_chat_completion_echo_is_truncated_to_200_characters(client: openai.Open
     assert response.choices[0].message.content == "ECHO: " + "x" * 200
 
 
+def test_echo_tail_echoes_the_end_of_the_last_user_message() -> None:
+    with running_openai_server(echo_chars=12, echo_tail=True) as url:
+        client = openai.OpenAI(base_url=url, api_key="test-key")
+        content = "Sources: the same text\n\nQuestion: why?"
+        response = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": content}]
+        )
+    assert response.choices[0].message.content == "ECHO: " + content[-12:]
+
+
 def test_streaming_chat_completion_echoes_in_several_chunks(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
         model="gpt-4o-mini",

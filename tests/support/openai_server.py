@@ -8,8 +8,9 @@ content parts) and `/v1/images/generations` and answers deterministically:
 * embeddings are a signed hashed bag of lowercase words, L2-normalised, so texts that share
   words are similar and unrelated texts are not;
 * chat answers are `ECHO: <start of the last user message>`, so a test can see which prompt
-  (question plus retrieved context) reached the model; each `image_url` part it sent adds
-  `[image <first 8 hex of the SHA-256 of its bytes> <n> bytes]`;
+  (question plus retrieved context) reached the model (`--echo-tail`: its end, which holds
+  the question, so answers differ per question even where the sources are the same); each
+  `image_url` part it sent adds `[image <first 8 hex of the SHA-256 of its bytes> <n> bytes]`;
 * image generation draws a 16x16 PNG in a colour derived from the prompt, answered as
   `b64_json` (models named `gpt-image-*`, or `response_format: b64_json`) or as a `url` that
   this server serves under `/files/` without a key, as OpenAI's do.
@@ -94,6 +95,7 @@ class ServerOptions:
     logprobs: bool = False
     #: Seconds every `/v1` request waits before it is answered (a slow server).
     delay: float = 0.0
+    echo_tail: bool = False
 
 
 @dataclass
@@ -483,7 +485,8 @@ def chat_completion(
     if refusal:
         answer = ""
     elif answer is None:
-        echoed = last_user_text(messages)[: options.echo_chars]
+        text = last_user_text(messages)
+        echoed = text[-options.echo_chars :] if options.echo_tail else text[: options.echo_chars]
         answer = " ".join(["ECHO: " + echoed, *image_parts(messages)])
     counted = usage([content_text(message.get("content")) for message in messages], answer)
     base = {"id": completion_id, "created": int(time.time()), "model": body.get("model", "")}
@@ -541,6 +544,8 @@ def option_arguments(options: ServerOptions) -> list[str]:
         arguments += ["--script", str(options.script_path)]
     if options.logprobs:
         arguments.append("--logprobs")
+    if options.echo_tail:
+        arguments.append("--echo-tail")
     if options.log_path is not None:
         arguments += ["--log", str(options.log_path)]
     return arguments
@@ -558,6 +563,7 @@ def running_openai_server(
     delay_ms: int = 0,
     logprobs: bool = False,
     delay: float = 0.0,
+    echo_tail: bool = False,
     startup_timeout: float = 30.0,
 ) -> Iterator[str]:
     """Run the server as a subprocess on a free port; yield its base URL (`.../v1`)."""
@@ -566,7 +572,16 @@ def running_openai_server(
 
     port = free_port()
     options = ServerOptions(
-        dim, log_path, fail_first, fail_status, echo_chars, script_path, delay_ms, logprobs, delay
+        dim,
+        log_path,
+        fail_first,
+        fail_status,
+        echo_chars,
+        script_path,
+        delay_ms,
+        logprobs,
+        delay,
+        echo_tail,
     )
     command = [
         sys.executable,
@@ -630,6 +645,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=200,
         help="how much of the last user message the answer echoes",
     )
+    parser.add_argument(
+        "--echo-tail", action="store_true", help="echo the end of the message, not its start"
+    )
     parser.add_argument("--script", type=Path, help="JSON rules scripting chat replies")
     parser.add_argument("--delay-ms", type=int, default=0, help="delay every chat reply")
     parser.add_argument("--logprobs", action="store_true", help="answer logprobs requests")
@@ -651,6 +669,7 @@ def main(argv: list[str] | None = None) -> None:
         args.delay_ms,
         args.logprobs,
         args.delay,
+        args.echo_tail,
     )
     with OpenAICompatibleServer((args.host, args.port), options) as server:
         print(f"serving on http://{args.host}:{server.server_port}/v1", flush=True)
