@@ -4,8 +4,13 @@ Items that already carry an answer are scored as given. SQuAD-format sets are an
 their own articles in a scratch collection (removed afterwards); JSONL sets over the configured
 collection. Scores per row: reference metrics (answer_metrics), perplexity when the LLM returns
 token log-probabilities, embedding similarity to the reference (LlamaIndex's
-`SemanticSimilarityEvaluator` over the configured embed model, fed from one batched embedding
-call), and optionally the judge's triad (judge.py).
+`SemanticSimilarityEvaluator` over the configured embed model, fed from batched embedding
+calls), and optionally the judge's triad (judge.py).
+
+Answers are generated with up to `concurrency` LLM calls in flight while this thread
+retrieves the next questions, and a scoring thread scores the answers already back, so the
+metrics' CPU work (mostly embedding answers and references) runs beside retrieval and the
+waits on the LLM instead of after them (benchmarks/answer_bench.py measures what it adds).
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import asyncio
 import statistics
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +34,15 @@ from rag_app import answer_metrics as am
 from rag_app.answer_data import AnswerDataset, AnswerItem, load_dataset
 from rag_app.app import RagApp
 from rag_app.embeddings import Embedder, build_embedder
-from rag_app.judge import judge_rows, run_sync
+from rag_app.judge import check_concurrency, judge_rows, run_sync
+from rag_app.llms import Generated, Source
 from rag_app.settings import Settings
 
 GIVEN = "the answer was given in the dataset, not generated"
 ROW_METRICS = ("exact_match", "f1", "bleu", "chrf", "rouge1", "rouge2", "rougeL")
+#: Answers scored per batch: enough texts per embedding call for e5's batched torch engine
+#: (TORCH_MIN_TEXTS passages), few enough that scoring keeps pace with generation.
+SCORE_BATCH = 64
 
 
 @dataclass
@@ -52,15 +62,21 @@ def evaluate_answers(
     embedder: Embedder | None = None,
 ) -> AnswerRun:
     """Answer (where needed) and score every item; the judge runs when `judge` or RAG_JUDGE."""
+    check_concurrency(concurrency)
     dataset = load_dataset(path, limit, seed)
-    rows = [_row(item) for item in dataset.items]
+    rows = [answer_row(item) for item in dataset.items]
     missing = [
         (row, item) for row, item in zip(rows, dataset.items, strict=True) if not _given(item)
     ]
-    with _embedder_and_app(settings, dataset, embedder, bool(missing)) as (model, app):
-        for row, item in missing:
-            answer_item(app, item, row)
-        score_references(rows, model)
+    answering = bool(missing)
+    with (
+        _embedder_and_app(settings, dataset, embedder, answering) as (model, app),
+        ReferenceScorer(model) as scorer,
+    ):
+        scorer.add([row for row in rows if row["answer"] is not None])
+        if app is not None:
+            generate_answers(app, missing, concurrency, scorer.add)
+        scorer.finish()
     metrics = {
         **aggregate(rows),
         "n_questions": len(rows),
@@ -80,7 +96,8 @@ def _given(item: AnswerItem) -> bool:
     return item.answer is not None
 
 
-def _row(item: AnswerItem) -> dict[str, Any]:
+def answer_row(item: AnswerItem) -> dict[str, Any]:
+    """The record a question is answered and scored into (one per question in a run)."""
     row: dict[str, Any] = {
         "id": item.id,
         "question": item.question,
@@ -115,6 +132,67 @@ def _embedder_and_app(
         yield app.embedder, app
 
 
+def generate_answers(
+    app: RagApp,
+    pending: Sequence[tuple[dict[str, Any], AnswerItem]],
+    concurrency: int,
+    on_answered: Callable[[list[dict[str, Any]]], None],
+) -> None:
+    """Answers every item into its row; `on_answered` gets rows as their answers arrive.
+
+    Single-turn items: retrieved here, generated in up to `concurrency` threads. Multi-turn
+    items are answered here turn by turn (each turn's retrieval needs the previous answer).
+    """
+    for row, item in pending:
+        if item.turns:
+            answer_item(app, item, row)
+            on_answered([row])
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="answer") as pool:
+        in_flight: dict[Future[tuple[Generated, float]], tuple[dict[str, Any], list[Source]]]
+        in_flight = {}
+        try:
+            for row, item in pending:
+                if item.turns:
+                    continue
+                started = time.perf_counter()
+                sources = app.retrieve(item.question)
+                retrieval_s = time.perf_counter() - started
+                future = pool.submit(_timed_generate, app, item.question, sources, retrieval_s)
+                in_flight[future] = (row, sources)
+                _deliver(in_flight, 0, on_answered)
+            while in_flight:
+                _deliver(in_flight, None, on_answered)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _timed_generate(
+    app: RagApp, question: str, sources: list[Source], retrieval_s: float
+) -> tuple[Generated, float]:
+    started = time.perf_counter()
+    generated = app.answerer.generate(question, sources)
+    return generated, retrieval_s + time.perf_counter() - started
+
+
+def _deliver(
+    in_flight: dict[Future[tuple[Generated, float]], tuple[dict[str, Any], list[Source]]],
+    timeout: float | None,
+    on_answered: Callable[[list[dict[str, Any]]], None],
+) -> None:
+    """Fills the rows of finished generations (waiting up to `timeout` for one) and hands
+    them on; a failed generation raises its error here."""
+    done, _ = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
+    rows = []
+    for future in done:
+        row, sources = in_flight.pop(future)
+        generated, seconds = future.result()
+        _fill_row(row, generated, sources, seconds)
+        rows.append(row)
+    if rows:
+        on_answered(rows)
+
+
 def answer_item(app: RagApp, item: AnswerItem, row: dict[str, Any]) -> None:
     """Retrieve and answer each turn as `rag-app chat` does; the last turn is the scored one."""
     history: list[ChatMessage] = []
@@ -131,18 +209,66 @@ def answer_item(app: RagApp, item: AnswerItem, row: dict[str, Any]) -> None:
     started = time.perf_counter()
     sources = app.retrieve(item.question)
     generated = app.answerer.generate(item.question, sources, history)
-    row["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    _fill_row(row, generated, sources, time.perf_counter() - started)
+    if turns:
+        row["turns"] = turns
+
+
+def _fill_row(
+    row: dict[str, Any], generated: Generated, sources: Sequence[Source], seconds: float
+) -> None:
+    row["latency_ms"] = round(seconds * 1000, 1)
     row["answer"] = generated.text
     row["contexts"] = [s.text for s in sources]
     row["sources"] = [s.doc_id for s in sources]
-    if turns:
-        row["turns"] = turns
     perplexity = am.perplexity(generated.token_logprobs, generated.why_no_logprobs or "")
     row["perplexity"] = perplexity.value
     if perplexity.reason:
         row["perplexity_reason"] = perplexity.reason
     else:
         row.pop("perplexity_reason", None)
+
+
+class ReferenceScorer:
+    """Scores rows with references in batches of SCORE_BATCH, in a thread of its own, as
+    their answers arrive: the embedding similarity then runs beside this thread's retrieval
+    (the embedder serialises calls that would share a model engine, see `Embedder`).
+
+    Use it as a context manager: leaving the block stops the thread, scored or not.
+    """
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+        self.waiting: list[dict[str, Any]] = []
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="score")
+        self._batches: list[Future[None]] = []
+
+    def __enter__(self) -> ReferenceScorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def add(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Queues the rows; a batch that failed raises its error here, not at the end."""
+        for batch in self._batches:
+            if batch.done():
+                batch.result()
+        self.waiting += [row for row in rows if row["references"]]
+        if len(self.waiting) >= SCORE_BATCH:
+            self._submit()
+
+    def finish(self) -> None:
+        """Scores every row still waiting and waits for every batch."""
+        self._submit()
+        for batch in self._batches:
+            batch.result()
+        self._batches = []
+
+    def _submit(self) -> None:
+        if self.waiting:
+            self._batches.append(self._pool.submit(score_references, self.waiting, self.embedder))
+        self.waiting = []
 
 
 def score_references(rows: Sequence[dict[str, Any]], embedder: Embedder) -> None:

@@ -570,9 +570,10 @@ def _add_eval_commands(commands) -> None:
     )
     compare.add_argument("run_a", help="run id, id prefix or record path")
     compare.add_argument("run_b", help="the other run (id, id prefix or record path)")
-    for command in (answers, compare):
+    in_flight = {answers: "LLM calls (answers, then judge calls)", compare: "judge calls"}
+    for command, calls in in_flight.items():
         command.add_argument("--judge", help="openai:<model> (default: RAG_JUDGE)")
-        command.add_argument("--concurrency", type=int, default=16, help="judge calls in flight")
+        command.add_argument("--concurrency", type=int, default=16, help=f"{calls} in flight")
     for command in (squad, pairs, answers, compare):
         command.add_argument("--json", action="store_true", help="print JSON")
     for command in (squad, pairs):

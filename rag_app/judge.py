@@ -192,12 +192,16 @@ class JudgeTally:
             self.reasons[outcome.error] += 1
 
 
+def check_concurrency(limit: int) -> None:
+    if limit < 1:
+        raise ConfigError("--concurrency must be at least 1")
+
+
 class Bounded:
     """Runs coroutines with at most `limit` in flight."""
 
     def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ConfigError("--concurrency must be at least 1")
+        check_concurrency(limit)
         self._semaphore = asyncio.Semaphore(limit)
         self.in_flight = 0
         self.peak = 0

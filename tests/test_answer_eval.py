@@ -8,11 +8,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from llama_index.core.embeddings import MockEmbedding
 
 from rag_app import cli
 from rag_app.answer_data import DatasetError, load_dataset
-from rag_app.answer_eval import evaluate_answers
+from rag_app.answer_eval import (
+    SCORE_BATCH,
+    ReferenceScorer,
+    evaluate_answers,
+    generate_answers,
+)
+from rag_app.app import RagApp
 from rag_app.embeddings import Embedder
+from rag_app.errors import RagAppError
 from rag_app.llms import OpenAIAnswerer
 from rag_app.runs import diff_runs, list_runs, load_run, write_run
 from rag_app.settings import Settings
@@ -106,6 +114,69 @@ def test_an_llm_without_logprobs_says_so(make_settings: Callable[..., Settings])
     assert generated.text.startswith("ECHO: Sources:")
     assert generated.token_logprobs is None
     assert generated.why_no_logprobs == "the LLM (openai:gpt-4o-mini) returned no logprobs"
+
+
+def test_answers_are_generated_concurrently_and_scored_as_they_arrive(
+    make_settings: Callable[..., Settings], embedder: Embedder, tmp_path: Path
+) -> None:
+    questions = [{"question": f"What does HNSW parameter {i} control?"} for i in range(8)]
+    pending = _rows(tmp_path, questions)
+    in_flight, peak, unanswered_at_delivery = 0, 0, []
+    with running_openai_server(delay_ms=400) as url:
+        settings = make_settings(llm="openai:gpt-4o-mini", openai_api_key="k", openai_base_url=url)
+        with RagApp(settings, embedder=embedder) as app:
+            app.ingest_texts(["HNSW's ef_search bounds the candidate list of a query."])
+            generate = app.answerer.generate
+
+            def counting(*args: object) -> object:
+                nonlocal in_flight, peak
+                in_flight += 1
+                peak = max(peak, in_flight)
+                try:
+                    return generate(*args)
+                finally:
+                    in_flight -= 1
+
+            app.answerer.generate = counting  # type: ignore[method-assign]
+
+            def delivered(rows: list[dict]) -> None:
+                unanswered_at_delivery.append(sum(r["answer"] is None for r, _ in pending))
+
+            generate_answers(app, pending, 4, delivered)
+    assert peak == 4
+    assert unanswered_at_delivery[0] > 0, "the first answers reach the scorer while others wait"
+    assert all(row["answer"].startswith("ECHO: ") for row, _ in pending)
+    assert all(row["latency_ms"] >= 400 and row["sources"] for row, _ in pending)
+
+
+def test_a_failing_llm_stops_the_answer_run_with_its_error(
+    make_settings: Callable[..., Settings], embedder: Embedder, tmp_path: Path
+) -> None:
+    dataset = write_jsonl(tmp_path / "q.jsonl", [{"question": f"q{i}?"} for i in range(6)])
+    with running_openai_server(fail_first=100, fail_status=401) as url:
+        settings = make_settings(llm="openai:gpt-4o-mini", openai_api_key="k", openai_base_url=url)
+        with RagApp(settings, embedder=embedder) as app:
+            app.ingest_texts(["HNSW links each node to M neighbours."])
+        with pytest.raises(RagAppError, match="answering with openai:gpt-4o-mini") as raised:
+            evaluate_answers(settings, dataset, embedder=embedder, concurrency=3)
+    assert "401" in str(raised.value) or "key" in str(raised.value).lower()
+
+
+def test_a_failing_scoring_batch_raises_its_error_in_the_caller() -> None:
+    class Broken(MockEmbedding):
+        def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+            raise RuntimeError("model crashed")
+
+    rows = [{"answer": f"a{i}", "references": [f"r{i}"]} for i in range(SCORE_BATCH)]
+    with ReferenceScorer(Embedder(Broken(embed_dim=4), "broken", 512, str.split)) as scorer:
+        scorer.add(rows)  # a full batch: scored in the scoring thread
+        with pytest.raises(RuntimeError, match="model crashed"):
+            scorer.finish()
+
+
+def _rows(tmp_path: Path, records: list[dict]) -> list[tuple[dict, object]]:
+    dataset = load_dataset(write_jsonl(tmp_path / "pending.jsonl", records))
+    return [({"id": i.id, "references": [], "answer": None}, i) for i in dataset.items]
 
 
 def record(settings: Settings, dataset: Path, answers: dict[str, float]) -> Path:
