@@ -5,6 +5,12 @@ generation; a 1,000-question judge run (the three triad calls per question) agai
 loopback OpenAI-compatible server answering in 200 ms finishes within 60 s, with at least 8
 calls in flight. Texts are synthetic English, Korean and Chinese sentences, so the section
 needs no shared data.
+
+The first target is measured end to end (`bench_answer_pipeline`): 1,000 questions answered
+over the Markdown samples by the loopback LLM (200 ms per reply, `eval answers`' default 16
+calls in flight), once without scoring and once scored as `eval answers` scores them; the
+difference is what the metrics add. `bench_reference_metrics` times the metrics alone, with
+no generation to overlap.
 """
 
 from __future__ import annotations
@@ -16,11 +22,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rag_app.answer_eval import add_similarity, aggregate, score_lexical
+from rag_app.answer_data import load_dataset
+from rag_app.answer_eval import (
+    ReferenceScorer,
+    add_similarity,
+    aggregate,
+    answer_row,
+    generate_answers,
+    score_lexical,
+)
+from rag_app.app import RagApp
 from rag_app.embeddings import Embedder
 from rag_app.judge import judge_rows
 from rag_app.settings import load_settings
 from tests.support.openai_server import running_openai_server
+
+SAMPLES = Path(__file__).resolve().parents[1] / "rag_app" / "samples"
 
 WORDS = {
     "en": "the river flows through seoul and the capital holds many old palaces near mountains",
@@ -82,6 +99,62 @@ def bench_reference_metrics(embedder: Embedder, n: int = 1000) -> dict[str, Any]
         "f1": metrics["f1"],
         "rouge1": metrics["rouge1"],
     }
+
+
+def bench_answer_pipeline(
+    embedder: Embedder, n: int = 1000, delay_ms: int = 200, concurrency: int = 16
+) -> dict[str, Any]:
+    """Seconds to answer n questions through the loopback LLM, unscored and scored.
+
+    The LLM echoes the end of its prompt (the question), so every answer differs. Both runs
+    use the same embedder without a cache, so the scored run embeds every answer and
+    reference, as a first run does.
+    """
+    rows = synthetic_rows(n, seed=2)
+    with tempfile.TemporaryDirectory(prefix="answer-pipeline-") as tmp:
+        dataset = Path(tmp) / "questions.jsonl"
+        lines = [{"question": r["question"], "reference": r["references"]} for r in rows]
+        dataset.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n")
+        seconds: dict[str, float] = {}
+        with running_openai_server(delay_ms=delay_ms, echo_tail=True) as url:
+            for kind in ("unscored", "scored"):
+                settings = load_settings(
+                    llm="openai:gpt-4o-mini",
+                    openai_api_key="sk-bench",
+                    openai_base_url=url,
+                    data_dir=Path(tmp) / kind,
+                )
+                scored_rows, seconds[kind] = _answer_all(
+                    settings, embedder, dataset, concurrency, kind
+                )
+    metrics = aggregate(scored_rows)
+    return {
+        "answers": n,
+        "reply_delay_ms": delay_ms,
+        "concurrency": concurrency,
+        "unscored_s": round(seconds["unscored"], 2),
+        "scored_s": round(seconds["scored"], 2),
+        "added_s": round(seconds["scored"] - seconds["unscored"], 2),
+        "scored_answers": metrics["n_with_reference"],
+        "semantic_similarity": metrics["semantic_similarity"],
+    }
+
+
+def _answer_all(
+    settings: Any, embedder: Embedder, dataset: Path, concurrency: int, kind: str
+) -> tuple[list[dict[str, Any]], float]:
+    with RagApp(settings, embedder=embedder) as app:
+        app.ingest([SAMPLES])
+        items = load_dataset(dataset).items
+        pending = [(answer_row(item), item) for item in items]
+        began = time.perf_counter()
+        if kind == "scored":
+            with ReferenceScorer(embedder) as scorer:
+                generate_answers(app, pending, concurrency, scorer.add)
+                scorer.finish()
+        else:
+            generate_answers(app, pending, concurrency, lambda rows: None)
+        return [row for row, _ in pending], time.perf_counter() - began
 
 
 def bench_judge(n: int = 1000, delay_ms: int = 200, concurrency: int = 16) -> dict[str, Any]:

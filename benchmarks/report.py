@@ -144,15 +144,22 @@ def _answer_targets(answers: dict[str, Any] | None) -> list[Target]:
     if not answers:
         return []
     metrics, judge = answers["reference_metrics"], answers["judge"]
+    pipeline = answers.get("pipeline")
+    found = []
+    if pipeline:
+        found.append(
+            Target(
+                f"reference metrics added to generating {pipeline['answers']} answers "
+                f"(LLM {pipeline['reply_delay_ms']} ms, {pipeline['concurrency']} in flight) (s)",
+                "<= 10 s per 1,000",
+                pipeline["added_s"],
+                10 * pipeline["answers"] / 1000,
+            )
+        )
     return [
+        *found,
         Target(
-            f"reference metrics of {metrics['answers']} answers (s)",
-            "<= 10 s per 1,000",
-            metrics["seconds"],
-            10 * metrics["answers"] / 1000,
-        ),
-        Target(
-            f"  of which EM/F1/BLEU/chrF/ROUGE of {metrics['answers']} answers (s)",
+            f"  EM/F1/BLEU/chrF/ROUGE of {metrics['answers']} answers, alone (s)",
             "<= 10 s per 1,000",
             metrics["lexical_s"],
             10 * metrics["answers"] / 1000,
@@ -176,6 +183,9 @@ def _answer_section(results: dict[str, Any]) -> list[str]:
     return [
         "## Answer evaluation",
         "",
+        "Reference metrics alone (no generation to overlap; the similarity embeds every",
+        "answer and reference without a cache, as a first run does):",
+        "",
         *table(
             ["answers", "lexical s", "embedding similarity s", "texts embedded"],
             [
@@ -187,6 +197,7 @@ def _answer_section(results: dict[str, Any]) -> list[str]:
                 )
             ],
         ),
+        *_pipeline_table(answers.get("pipeline")),
         *table(
             [
                 "questions",
@@ -206,6 +217,29 @@ def _answer_section(results: dict[str, Any]) -> list[str]:
                     judge["seconds"],
                     judge.get("ideal_seconds"),
                     judge.get("client_cpu_s"),
+                )
+            ],
+        ),
+    ]
+
+
+def _pipeline_table(pipeline: dict[str, Any] | None) -> list[str]:
+    if not pipeline:
+        return []
+    return [
+        "The same questions answered over the Markdown samples by the loopback LLM, unscored",
+        "and scored as `eval answers` scores them (scoring thread beside retrieval):",
+        "",
+        *table(
+            ["answers", "LLM reply ms", "in flight", "unscored s", "scored s", "added s"],
+            [
+                (
+                    pipeline["answers"],
+                    pipeline["reply_delay_ms"],
+                    pipeline["concurrency"],
+                    pipeline["unscored_s"],
+                    pipeline["scored_s"],
+                    pipeline["added_s"],
                 )
             ],
         ),

@@ -267,6 +267,10 @@ def _answer_sections(sections: Sections, args: argparse.Namespace, workdir: Path
             "answer reference metrics",
             lambda: answer_bench.bench_reference_metrics(embedder, args.answers),
         ),
+        "pipeline": sections.run(
+            "answers generated and scored",
+            lambda: answer_bench.bench_answer_pipeline(embedder, args.answers),
+        ),
         "judge": sections.run("answer judge", lambda: answer_bench.bench_judge(args.answers)),
     }
 
