@@ -68,9 +68,8 @@ def evaluate_answers(
     missing = [
         (row, item) for row, item in zip(rows, dataset.items, strict=True) if not _given(item)
     ]
-    answering = bool(missing)
     with (
-        _embedder_and_app(settings, dataset, embedder, answering) as (model, app),
+        _embedder_and_app(settings, dataset, embedder, bool(missing)) as (model, app),
         ReferenceScorer(model) as scorer,
     ):
         scorer.add([row for row in rows if row["answer"] is not None])
