@@ -37,7 +37,7 @@ run: install
 	$(BIN)/rag-app query "$(QUESTION_KO)"
 
 test: install-dev
-	$(BIN)/ruff check rag_app tests benchmarks
+	$(BIN)/ruff check rag_app pinecone_local rag_lab tests benchmarks
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: install-dev

@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rag_app.answer_data import load_dataset
-from rag_app.answer_eval import (
+from rag_app.app import RagApp
+from rag_app.embeddings.models import Embedder
+from rag_app.evaluation.answers import (
     ReferenceScorer,
     add_similarity,
     aggregate,
@@ -31,9 +32,8 @@ from rag_app.answer_eval import (
     generate_answers,
     score_lexical,
 )
-from rag_app.app import RagApp
-from rag_app.embeddings import Embedder
-from rag_app.judge import judge_rows
+from rag_app.evaluation.datasets import load_dataset
+from rag_app.evaluation.judge import judge_rows
 from rag_app.settings import load_settings
 from tests.support.openai_server import running_openai_server
 

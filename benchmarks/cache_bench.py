@@ -19,7 +19,7 @@ meaning, within every shipped threshold; lower-cased "M" or "HNSW" fall below e5
 interleaved question by question.
 
 One command measures a new model (prints the table and the line for `THRESHOLDS` in
-rag_app/cache.py):
+rag_app/answers/cache.py):
 
     python -m benchmarks.cache_bench --models local,e5
 """
@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import XQUAD_EN, paired_latencies, percentiles_ms, ratio
+from rag_app.answers.cache import normalize
 from rag_app.app import RagApp
-from rag_app.cache import normalize
-from rag_app.embeddings import Embedder, build_embedder
+from rag_app.embeddings.models import Embedder, build_embedder
 from rag_app.settings import load_settings
 
 KLUE_STS = Path("/work/shared/data/klue/klue-sts-v1.1_dev.json")
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join(render_table(model_id, result)))
         pick = result["pick"]
         line = f'    "{model_id}": {pick["threshold"]},' if pick else "no threshold qualifies"
-        print(f"THRESHOLDS in rag_app/cache.py:\n{line}")
+        print(f"THRESHOLDS in rag_app/answers/cache.py:\n{line}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 
-from rag_app.embeddings import Embedder
+from rag_app.embeddings.models import Embedder
 from rag_app.stores.base import Backend, DocRecord, chunk_ids
 
 XQUAD_EN = Path("/work/shared/data/xquad/xquad.en.json")
@@ -243,7 +243,7 @@ def chroma_server(workdir: Path) -> Iterator[dict[str, Any]]:
 def pinecone_local(workdir: Path, snapshot: Path | None = None) -> Iterator[dict[str, Any]]:
     """The project's local Pinecone-compatible server on a free port (state in `snapshot`)."""
     port = free_port()
-    command = [sys.executable, "-m", "rag_app.pinecone_local", "--port", str(port)]
+    command = [sys.executable, "-m", "pinecone_local", "--port", str(port)]
     if snapshot is not None:
         command += ["--snapshot", str(snapshot), "--snapshot-interval", "3600"]
     url = f"http://127.0.0.1:{port}"

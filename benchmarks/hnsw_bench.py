@@ -18,8 +18,8 @@ import numpy as np
 
 from benchmarks.common import exact_top_k
 from benchmarks.query_bench import bench_backend, row_ids
-from rag_app.embeddings import Embedder
-from rag_app.loaders import read_squad
+from rag_app.embeddings.models import Embedder
+from rag_app.ingestion.loaders import read_squad
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 MIN_SENTENCE_CHARS = 20

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ratio, timed
-from rag_app.embeddings import EmbeddingCache
-from rag_app.images import ClipEmbedder, ClipModel
-from rag_app.ingestion import IngestReport
-from rag_app.loaders import load_image, load_paths
-from rag_app.multimodal import ImageSearch
-from rag_app.sample_images import classes, draw
+from rag_app.embeddings.models import EmbeddingCache
+from rag_app.images.clip import ClipEmbedder, ClipModel
+from rag_app.images.search import ImageSearch
+from rag_app.ingestion.loaders import load_image, load_paths
+from rag_app.ingestion.pipeline import IngestReport
 from rag_app.settings import load_settings
+from rag_lab.shapes import classes, draw
 from tests.support.tiny_clip import save_tokenizer, vocabulary
 
 IMAGE_SIZE = 224

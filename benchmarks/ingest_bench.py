@@ -23,11 +23,12 @@ from llama_index.core import Document
 
 from benchmarks.common import backend_settings, paired_latencies, percentiles_ms, ratio, timed
 from rag_app.app import RagApp
-from rag_app.chunking import Chunker, default_chunk_size
-from rag_app.embeddings import Embedder, EmbeddingCache
-from rag_app.ingestion import Ingestor, IngestReport, searched_text
-from rag_app.loaders import SquadQuestion, read_squad
+from rag_app.embeddings.models import Embedder, EmbeddingCache
+from rag_app.ingestion.chunking import Chunker, default_chunk_size
+from rag_app.ingestion.loaders import SquadQuestion, read_squad
+from rag_app.ingestion.pipeline import Ingestor, IngestReport
 from rag_app.settings import load_settings
+from rag_app.stores.base import searched_text
 
 HYBRID_QUESTIONS = 60
 

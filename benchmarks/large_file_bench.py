@@ -2,8 +2,8 @@
 
 Why: the user trial's 4.65 MB one-line file (no newline, no sentence end) showed no progress
 for minutes and peaked at 1.38 GB, because the whole document was split at once and all its
-chunks were embedded before any was written. Ingestion now streams (rag_app/ingestion.py), so
-peak RSS should stay flat as the file grows. Each size runs in a fresh `rag-app ingest` process
+chunks were embedded before any was written. Ingestion now streams (rag_app/ingestion/pipeline.py),
+so peak RSS should stay flat as the file grows. Each size runs in a fresh `rag-app ingest` process
 (model load included, as a user sees it) with a fresh data directory; peak RSS is that
 process's own (os.wait4). Set PYTHONPATH to another checkout to measure its code.
 
@@ -97,7 +97,7 @@ def ingest_hashed(path: Path) -> None:
     """The child of `--hash`: `rag-app ingest` with pseudo-embeddings (settings from the env)."""
     from benchmarks.ingest_bench import HashEmbedder
     from rag_app.app import RagApp
-    from rag_app.embeddings import build_embedder
+    from rag_app.embeddings.models import build_embedder
     from rag_app.settings import load_settings
 
     settings = load_settings()

@@ -37,7 +37,7 @@ from llama_index.core.vector_stores.types import BasePydanticVectorStore, Vector
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rag_app.stores.memory_vector_store import MemoryVectorStore  # noqa: E402
+from rag_app.stores.memory.vector_store import MemoryVectorStore  # noqa: E402
 
 DIM = 384
 TOP_K = 10

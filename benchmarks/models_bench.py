@@ -19,7 +19,7 @@ from llama_index.core import Document
 
 from benchmarks.common import paired_latencies, percentiles_ms, ratio, timed
 from rag_app.app import RagApp
-from rag_app.loaders import read_squad
+from rag_app.ingestion.loaders import read_squad
 from rag_app.settings import load_settings
 
 MODELS = ["minilm", "e5", "use"]

@@ -38,8 +38,8 @@ from benchmarks.common import (
     query_probes,
     ratio,
 )
+from rag_app.answers.types import Source
 from rag_app.app import RagApp
-from rag_app.llms import Source
 from rag_app.settings import load_settings
 from rag_app.stores.base import chunk_ids
 

@@ -8,15 +8,15 @@ tail of one split's answerable questions refused 4-5.5% of another split's (e5, 
 Per language, the threshold is the highest at which at most MAX_FALSE_REFUSAL of the
 answerable questions are refused; the report gives the share of unanswerable questions
 refused at it (target >= 0.9) and of answerable ones (<= 0.02), for each signal of
-rag_app/relevance.py: hybrid (coverage and cosine, weighted by the model's DENSE_WEIGHT or
+rag_app/retrieval/relevance.py: hybrid (coverage and cosine, weighted by the model's DENSE_WEIGHT or
 --dense-weight), keyword (coverage) and dense (the cosine, RAG_RETRIEVER=dense).
 
     .venv/bin/python -m benchmarks.relevance_calibration          # the model of RAG_EMBED_MODEL
     RAG_EMBED_MODEL=local .venv/bin/python -m benchmarks.relevance_calibration --dump raw.json
     .venv/bin/python -m benchmarks.relevance_calibration --load raw.json --dense-weight 2
 
-Put the printed thresholds into rag_app/relevance.py's MIN_RELEVANCE under the printed model
-id (thresholds per signal and language), and the weight into DENSE_WEIGHT.
+Put the printed thresholds into rag_app/retrieval/relevance.py's MIN_RELEVANCE under the printed
+model id (thresholds per signal and language), and the weight into DENSE_WEIGHT.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from typing import Any
 
 from llama_index.core import Document
 
-from rag_app.embeddings import Embedder
-from rag_app.eval import scratch_app
-from rag_app.loaders import read_squad
-from rag_app.relevance import Relevance, Signal, dense_weight
+from rag_app.embeddings.models import Embedder
+from rag_app.evaluation.retrieval import scratch_app
+from rag_app.ingestion.loaders import read_squad
+from rag_app.retrieval.relevance import Relevance, Signal, dense_weight
 from rag_app.settings import load_settings
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -105,7 +105,7 @@ def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def best(found: list[list[list[float | None]]], signal: Signal, weight: float) -> list[float]:
-    """Per question, its best source's relevance under `signal` (rag_app.relevance)."""
+    """Per question, its best source's relevance under `signal` (rag_app.retrieval.relevance)."""
     return [
         max((Relevance(*s).score(signal, weight) for s in sources), default=0.0)
         for sources in found

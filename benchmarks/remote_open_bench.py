@@ -44,8 +44,8 @@ from benchmarks.common import (
 )
 from benchmarks.ingest_bench import HashEmbedder
 from rag_app.app import RagApp
-from rag_app.embeddings import Embedder
-from rag_app.ingestion import Ingestor, PendingDocument
+from rag_app.embeddings.models import Embedder
+from rag_app.ingestion.pipeline import Ingestor, PendingDocument
 from rag_app.settings import load_settings
 from rag_app.stores.base import DocRecord
 

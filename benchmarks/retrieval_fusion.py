@@ -1,4 +1,4 @@
-"""Measure BM25, dense (MiniLM), RRF and ``rag_app.fusion.fuse`` on Korean, English and Chinese.
+"""BM25, dense (MiniLM), RRF and ``rag_app.retrieval.fusion.fuse`` on Korean, English, Chinese.
 
 Why: the app must pick a tokenizer and a fusion rule with zero configuration, and the only honest
 way to choose is to measure where dense retrieval is good (English), weak (Chinese) and noise
@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from rag_app.fusion import fuse, rrf
-from rag_app.keyword import (
+from rag_app.retrieval.fusion import fuse, rrf
+from rag_app.retrieval.keyword_index import (
     DEFAULT_KOREAN_MODE,
     KOREAN_MODES,
     KeywordIndex,

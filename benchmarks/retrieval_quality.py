@@ -2,7 +2,7 @@
 
 Why: a retrieval change (tokenizer, BM25 parameters, fusion, candidate depth, chunk size) is only
 kept when it helps across languages and stores, so every change is judged on the same matrix,
-through the same code path as ``rag-app eval`` (``rag_app.eval``):
+through the same code path as ``rag-app eval`` (``rag_app.evaluation.retrieval``):
 
 * XQuAD en and zh (all questions): hit@k of the chunk covering a gold answer span;
 * KLUE-STS dev pairs (Korean): recall@k of the partner sentence;
@@ -32,9 +32,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rag_app.embeddings import Embedder, build_embedder
-from rag_app.eval import evaluate_pairs, evaluate_squad, scratch_app
-from rag_app.loaders import read_squad
+from rag_app.embeddings.models import Embedder, build_embedder
+from rag_app.evaluation.retrieval import evaluate_pairs, evaluate_squad, scratch_app
+from rag_app.ingestion.loaders import read_squad
 from rag_app.settings import RetrieverName, Settings, load_settings
 
 DATA = Path("/work/shared/data")

@@ -44,7 +44,7 @@ from benchmarks import (
 )
 from benchmarks.common import KLUE, XQUAD_EN, XQUAD_ZH
 from benchmarks.report import render_markdown
-from rag_app.embeddings import build_embedder
+from rag_app.embeddings.models import build_embedder
 from rag_app.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]

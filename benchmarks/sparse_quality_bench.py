@@ -15,8 +15,8 @@ written by the real ingest path). Then every question is asked of:
 * `dense`: the dense list alone, for reference.
 
 Queries are embedded once (memoised) and shared by every variant. Scores: hit@1 and hit@5
-(XQuAD: the chunk covers a gold answer span; KLUE: the partner sentence), `rag_app.eval`'s
-judges.
+(XQuAD: the chunk covers a gold answer span; KLUE: the partner sentence),
+`rag_app.evaluation.retrieval`'s judges.
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node
 from pinecone import ServerlessSpec
 
 from benchmarks.common import KLUE, XQUAD_EN, XQUAD_ZH, pinecone_local
+from rag_app.answers.types import Source
 from rag_app.app import RagApp
-from rag_app.embeddings import Embedder, build_embedder
-from rag_app.eval import first_hit_rank, rank_of, read_pairs
-from rag_app.llms import Source
-from rag_app.loaders import read_squad
+from rag_app.embeddings.models import Embedder, build_embedder
+from rag_app.evaluation.retrieval import first_hit_rank, rank_of, read_pairs
+from rag_app.ingestion.loaders import read_squad
 from rag_app.settings import load_settings
 from rag_app.stores.base import batched
 from rag_app.stores.pinecone import split_upserts

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rag_app.notebook_support import NOTEBOOK_TIMEOUTS, run_notebooks
+from rag_lab.notebooks import NOTEBOOK_TIMEOUTS, run_notebooks
 
 EXECUTED = Path(__file__).resolve().parent / "executed"
 

@@ -16,45 +16,45 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core import Document, StorageContext, VectorStoreIndex
-from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.chat_engine import CondensePlusContextChatEngine
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import NodeWithScore
 
-from rag_app.cache import AnswerCache, prompt_fingerprint
-from rag_app.catalog_store import CatalogVectorStore
-from rag_app.chunking import Chunker, default_chunk_size
-from rag_app.consistency import CheckReport, check
-from rag_app.embeddings import (
+from rag_app.answers.answerers import Answerer, build_answerer, filling, source_of
+from rag_app.answers.cache import AnswerCache, prompt_fingerprint
+from rag_app.answers.chat import ChatSession
+from rag_app.answers.types import Answer, Source
+from rag_app.embeddings.models import (
     CachedEmbedding,
     Embedder,
     build_embedder,
     check_embedder_settings,
     embedding_model_id,
 )
-from rag_app.errors import RagAppError
-from rag_app.images import ClipEmbedder, build_clip_embedder
-from rag_app.ingestion import Ingestor, IngestReport, delete_documents
-from rag_app.llms import Answer, Answerer, Source, build_answerer
-from rag_app.loaders import (
+from rag_app.images.clip import ClipEmbedder, build_clip_embedder
+from rag_app.images.search import ImageHit, ImageSearch, PromptHit
+from rag_app.images.zero_shot import DEFAULT_TEMPLATE, classify_image
+from rag_app.ingestion.catalog_store import CatalogVectorStore
+from rag_app.ingestion.chunking import Chunker, default_chunk_size
+from rag_app.ingestion.consistency import CheckReport, check
+from rag_app.ingestion.loaders import (
     document_id,
     documents_from_python,
     is_image_document,
     legacy_document_id,
     load_paths,
 )
-from rag_app.multimodal import ImageHit, ImageSearch, PromptHit
-from rag_app.relevance import RelevantNode
-from rag_app.rerank import build_reranker
-from rag_app.retrieval import HybridRetriever, KeywordSearch, KeywordSync
-from rag_app.settings import Settings, check_top_k, load_settings
+from rag_app.ingestion.pipeline import Ingestor, IngestReport, delete_documents
+from rag_app.retrieval.keyword_sync import KeywordSearch, KeywordSync
+from rag_app.retrieval.pinecone_sparse import check_sparse_index_settings, open_pinecone_keyword
+from rag_app.retrieval.rerank import build_reranker
+from rag_app.retrieval.retriever import HybridRetriever
+from rag_app.settings import Settings, check_question, check_top_k, load_settings
 from rag_app.stores.base import Backend, DocRecord
-from rag_app.stores.pinecone_keyword import check_sparse_index_settings, open_pinecone_keyword
 from rag_app.stores.registry import open_backend
-from rag_app.zero_shot import DEFAULT_TEMPLATE, classify_image
 
 if TYPE_CHECKING:
-    from rag_app.vision import Reimagined
+    from rag_app.images.vision import Reimagined
 
 #: `as_query_engine` options that only a vector-store retriever can apply.
 VECTOR_STORE_OPTIONS = ("filters", "vector_store_query_mode", "vector_store_kwargs", "doc_ids")
@@ -279,8 +279,8 @@ class RagApp:
 
     def check(self, repair: bool = False) -> CheckReport:
         """Compare catalog, store and keyword index; `repair` fixes what it can (see
-        `rag_app.consistency`). Run it while no ingest is running. BM25 in a Pinecone sparse
-        index (PINECONE_SPARSE_INDEX) is not compared (the report says "not used")."""
+        `rag_app.ingestion.consistency`). Run it while no ingest is running. BM25 in a Pinecone
+        sparse index (PINECONE_SPARSE_INDEX) is not compared (the report says "not used")."""
         local = self.keyword if isinstance(self.keyword, KeywordSync) else None
         return check(self.backend, local, repair)
 
@@ -308,7 +308,7 @@ class RagApp:
         check_top_k(top_k)
         self._check_embedding()
         found = self.retriever.search(question, top_k or self.settings.top_k)
-        return [_source(number, hit) for number, hit in enumerate(found, start=1)]
+        return [source_of(number, hit) for number, hit in enumerate(found, start=1)]
 
     def query(self, question: str, top_k: int | None = None, cache: bool = True) -> Answer:
         """An answer with its numbered sources (`as_query_engine().query`, as an `Answer`),
@@ -337,7 +337,7 @@ class RagApp:
         with self.answerer.errors():
             response = engine.query(question)
         answer = self._answer(question, "", response.source_nodes)
-        pieces = _filling(answer, response.response_gen, self.answerer)
+        pieces = filling(answer, response.response_gen, self.answerer)
         if cache:
             pieces = self.answer_cache.stream_through(answer, pieces, top_k, prompts=prompts)
         return answer, pieces
@@ -354,11 +354,14 @@ class RagApp:
         return prompt_fingerprint(engine.get_prompts(), self.answerer.llm)
 
     def _answer(self, question: str, text: str, nodes: Sequence[NodeWithScore]) -> Answer:
-        sources = [_source(number, hit) for number, hit in enumerate(nodes, start=1)]
+        sources = [source_of(number, hit) for number, hit in enumerate(nodes, start=1)]
         return Answer(question, text, self.answerer.mode, sources)
 
     def chat(self, cache: bool = True) -> ChatSession:
-        return ChatSession(self, cache)
+        """A multi-turn session over `as_chat_engine()`, through the answer cache unless `cache`
+        is False."""
+        store = self.answer_cache if cache else None
+        return ChatSession(self.as_chat_engine(), self.answerer, self._answer, store)
 
     # LlamaIndex's own objects over the same store, model, retriever and answers.
 
@@ -443,13 +446,13 @@ class RagApp:
 
     def describe_image(self, image: str | Path) -> str:
         """A prompt-like description of the image by RAG_VISION_LLM."""
-        from rag_app.vision import describe_image
+        from rag_app.images.vision import describe_image
 
         return describe_image(self.settings, Path(image))
 
     def generate_image(self, prompt: str, out: str | Path) -> Path:
         """An image for `prompt` by RAG_IMAGE_GEN, saved at `out`."""
-        from rag_app.vision import generate_image
+        from rag_app.images.vision import generate_image
 
         return generate_image(self.settings, prompt, Path(out))
 
@@ -457,8 +460,8 @@ class RagApp:
         self, image: str | Path, out_dir: str | Path, prompt: str | None = None
     ) -> Reimagined:
         """Images from the description, the original prompt and the nearest stored prompt,
-        and a side-by-side sheet (see `rag_app.vision.reimagine`)."""
-        from rag_app.vision import reimagine
+        and a side-by-side sheet (see `rag_app.images.vision.reimagine`)."""
+        from rag_app.images.vision import reimagine
 
         return reimagine(self.settings, self.images, Path(image), Path(out_dir), prompt)
 
@@ -484,61 +487,6 @@ class RagApp:
         self.close()
 
 
-class ChatSession:
-    """Multi-turn questions through `as_chat_engine()`, given the session's history each turn
-    (a turn answered from the answer cache never reached the engine's memory)."""
-
-    def __init__(self, app: RagApp, cache: bool = True) -> None:
-        self.app = app
-        self.cache = cache
-        self.engine = app.as_chat_engine()
-        self.history: list[ChatMessage] = []
-
-    def ask(self, question: str) -> tuple[Answer, Iterator[str]]:
-        """One turn; the answer cache keys it by the history so far as well."""
-        history = list(self.history)
-        # A first turn is its question alone over the same retriever: it shares query's entries.
-        key = {"history": history, "prompts": self._prompts() if history else None}
-        hit = self.app.answer_cache.lookup(question, **key) if self.cache else None
-        if hit:
-            return hit, self._remembered(hit, iter([hit.text]))
-        with self.app.answerer.errors():
-            response = self.engine.stream_chat(question, chat_history=history)
-        answer = self.app._answer(question, "", response.source_nodes)
-        pieces = _filling(answer, response.response_gen, self.app.answerer)
-        if self.cache:
-            pieces = self.app.answer_cache.stream_through(answer, pieces, **key)
-        return answer, self._remembered(answer, pieces)
-
-    def _prompts(self) -> str:
-        """The fingerprint of the chat engine's prompts; LlamaIndex's chat engines have no
-        `get_prompts`, so they are read where the engine keeps them."""
-        engine = self.engine
-        prompts = {
-            "system": engine._system_prompt,
-            "context": engine._context_prompt_template,
-            "context_refine": engine._context_refine_prompt_template,
-            "condense": engine._condense_prompt_template,
-        }
-        return prompt_fingerprint(prompts, self.app.answerer.llm)
-
-    def _remembered(self, answer: Answer, pieces: Iterator[str]) -> Iterator[str]:
-        """Pass the pieces through; add the turn to the history once the answer is complete."""
-        yield from pieces
-        self.history += [
-            ChatMessage(role=MessageRole.USER, content=answer.question),
-            ChatMessage(role=MessageRole.ASSISTANT, content=answer.text),
-        ]
-
-
-def _filling(answer: Answer, pieces: Iterator[str], answerer: Answerer) -> Iterator[str]:
-    """Yield the pieces of a streamed answer while appending them to `answer.text`."""
-    with answerer.errors():
-        for piece in pieces:
-            answer.text += piece
-            yield piece
-
-
 def _under(doc_id: str, prefix: str) -> str | None:
     """The rest of `doc_id` after the path id `prefix` ("" or "/..."), None if not under it."""
     if doc_id == prefix:
@@ -546,26 +494,3 @@ def _under(doc_id: str, prefix: str) -> str | None:
     if prefix in ("", ".") and not doc_id.startswith("/"):
         return "/" + doc_id
     return doc_id[len(prefix) :] if doc_id.startswith(prefix.rstrip("/") + "/") else None
-
-
-def check_question(question: str) -> None:
-    if not question.strip():
-        raise RagAppError(
-            "The question is empty: ask something, e.g. `rag-app query 'What is X?'`."
-        )
-
-
-def _source(number: int, hit: NodeWithScore) -> Source:
-    """A source for the answer; relevance only when the app's retriever judged it."""
-    node = hit.node
-    return Source(
-        number=number,
-        doc_id=str(node.metadata.get("doc_id") or node.ref_doc_id or ""),
-        score=float(hit.score or 0.0),
-        text=node.get_content(),
-        start_char=node.start_char_idx,
-        end_char=node.end_char_idx,
-        source=str(node.metadata.get("source", "")),
-        relevance=hit.relevance if isinstance(hit, RelevantNode) else None,
-        relevant=hit.relevant if isinstance(hit, RelevantNode) else True,
-    )

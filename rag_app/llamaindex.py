@@ -20,10 +20,10 @@ from llama_index.core import StorageContext
 from llama_index.core.llms import LLM
 from llama_index.core.response_synthesizers import BaseSynthesizer
 
+from rag_app.answers.answerers import build_answerer
 from rag_app.app import RagApp
-from rag_app.catalog_store import CatalogVectorStore
-from rag_app.embeddings import CachedEmbedding, Embedder, build_embedder
-from rag_app.llms import build_answerer
+from rag_app.embeddings.models import CachedEmbedding, Embedder, build_embedder
+from rag_app.ingestion.catalog_store import CatalogVectorStore
 from rag_app.settings import Settings, load_settings
 
 _apps: dict[str, RagApp] = {}

@@ -14,13 +14,13 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rag_app.errors import ConfigError
+from rag_app.errors import ConfigError, RagAppError
 
 VectorStoreName = Literal["memory", "chroma", "pinecone"]
 RetrieverName = Literal["hybrid", "dense", "keyword"]
 MemoryIndexName = Literal["exact", "hnsw"]
 CacheMode = Literal["off", "exact", "semantic"]
-#: Embedding models shipped inside wheels (rag_app/embeddings.py); `minilm` is `local`.
+#: Embedding models shipped inside wheels (rag_app/embeddings/models.py); `minilm` is `local`.
 OFFLINE_EMBED_MODELS = ("e5", "use", "local", "minilm")
 
 
@@ -225,3 +225,10 @@ def _describe(exc: ValidationError) -> str:
             f"in the environment or .env to an allowed value."
         )
     return "\n".join(lines)
+
+
+def check_question(question: str) -> None:
+    if not question.strip():
+        raise RagAppError(
+            "The question is empty: ask something, e.g. `rag-app query 'What is X?'`."
+        )

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from rag_app.app import RagApp
-from rag_app.embeddings import Embedder, build_embedder
-from rag_app.sample_images import Shape, save_pictures
+from rag_app.embeddings.models import Embedder, build_embedder
 from rag_app.settings import Settings, load_settings
+from rag_lab.shapes import Shape, save_pictures
 from tests.support.chroma_server import ChromaServer
 from tests.support.pinecone_server import running_pinecone_local
 from tests.support.tiny_clip import HELD_OUT_SEED, train_tiny_clip

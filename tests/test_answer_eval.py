@@ -11,18 +11,18 @@ import pytest
 from llama_index.core.embeddings import MockEmbedding
 
 from rag_app import cli
-from rag_app.answer_data import DatasetError, load_dataset
-from rag_app.answer_eval import (
+from rag_app.answers.answerers import OpenAIAnswerer
+from rag_app.app import RagApp
+from rag_app.embeddings.models import Embedder
+from rag_app.errors import RagAppError
+from rag_app.evaluation.answers import (
     SCORE_BATCH,
     ReferenceScorer,
     evaluate_answers,
     generate_answers,
 )
-from rag_app.app import RagApp
-from rag_app.embeddings import Embedder
-from rag_app.errors import RagAppError
-from rag_app.llms import OpenAIAnswerer
-from rag_app.runs import diff_runs, list_runs, load_run, write_run
+from rag_app.evaluation.datasets import DatasetError, load_dataset
+from rag_app.evaluation.runs import diff_runs, list_runs, load_run, write_run
 from rag_app.settings import Settings
 from tests.support.openai_server import running_openai_server
 from tests.test_eval import write_squad
@@ -251,7 +251,7 @@ def test_wandb_offline_logging(
     make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("wandb", reason="the optional extra rag-app[wandb] is not installed")
-    from rag_app.wandb_log import log_run
+    from rag_app.evaluation.wandb_log import log_run
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")

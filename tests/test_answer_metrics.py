@@ -7,8 +7,8 @@ import math
 import pytest
 import sacrebleu
 
-from rag_app import answer_metrics as am
-from rag_app.answer_eval import aggregate, score_references
+from rag_app.evaluation import metrics as am
+from rag_app.evaluation.answers import aggregate, score_references
 
 # sacrebleu's README example: three system sentences, two reference streams.
 SYSTEM = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him."]

@@ -12,9 +12,9 @@ import pytest
 from llama_index.core import Document, PromptTemplate
 
 from rag_app import cli
+from rag_app.answers.cache import CACHE_SUFFIX, THRESHOLDS
 from rag_app.app import RagApp
-from rag_app.cache import CACHE_SUFFIX, THRESHOLDS
-from rag_app.embeddings import Embedder
+from rag_app.embeddings.models import Embedder
 from rag_app.settings import Settings
 from tests.conftest import cli_env, rag_app_command
 from tests.support.openai_server import running_openai_server

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from llama_index.core import Document
 
-from rag_app.chunking import Chunker, split_sentences
+from rag_app.ingestion.chunking import Chunker, split_sentences
 
 CASES = [
     (

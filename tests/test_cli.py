@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from rag_app.app import RagApp
-from rag_app.embeddings import Embedder
-from rag_app.ingestion import GROUP_CHUNKS
-from rag_app.loaders import load_paths
+from rag_app.embeddings.models import Embedder
+from rag_app.ingestion.loaders import load_paths
+from rag_app.ingestion.pipeline import GROUP_CHUNKS
 from rag_app.settings import Settings
 from tests.conftest import backend_overrides, cli_env, rag_app_command
 

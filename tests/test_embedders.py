@@ -21,13 +21,12 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import PrivateAttr
 
 from rag_app.app import RagApp
-from rag_app.chunking import Chunker, default_chunk_size
-from rag_app.embeddings import Embedder, build_embedder
+from rag_app.embeddings.models import Embedder, build_embedder
+from rag_app.embeddings.packaged import E5_MODEL_ID, E5_WINDOW_TOKENS, USE_MODEL_ID
 from rag_app.errors import ConfigError, EmbeddingMismatchError
-from rag_app.ingestion import searched_text
-from rag_app.packaged_embeddings import E5_MODEL_ID, E5_WINDOW_TOKENS, USE_MODEL_ID
+from rag_app.ingestion.chunking import Chunker, default_chunk_size
 from rag_app.settings import Settings, load_settings
-from rag_app.stores.base import embed_model_setting
+from rag_app.stores.base import embed_model_setting, searched_text
 
 SAMPLE = [
     "서울은 대한민국의 수도이며 한강이 도시를 가로질러 흐른다.",

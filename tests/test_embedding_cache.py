@@ -22,7 +22,7 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import PrivateAttr
 
 from rag_app.app import RagApp
-from rag_app.embeddings import Embedder, EmbeddingCache
+from rag_app.embeddings.models import Embedder, EmbeddingCache
 from rag_app.settings import load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

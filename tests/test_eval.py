@@ -7,10 +7,10 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from rag_app.embeddings import Embedder
-from rag_app.eval import evaluate_pairs, evaluate_squad, is_hit
-from rag_app.llms import Source
-from rag_app.loaders import SquadQuestion
+from rag_app.answers.types import Source
+from rag_app.embeddings.models import Embedder
+from rag_app.evaluation.retrieval import evaluate_pairs, evaluate_squad, is_hit
+from rag_app.ingestion.loaders import SquadQuestion
 from rag_app.settings import Settings
 from tests.conftest import cli_env, rag_app_command, require_shared
 

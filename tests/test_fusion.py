@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from rag_app.fusion import fuse, fusion_weights, rrf
+from rag_app.retrieval.fusion import fuse, fusion_weights, rrf
 
 CORPUS = [f"doc{i}" for i in range(1000)]
 GOLD = "gold"

@@ -12,9 +12,9 @@ from llama_index.core import Document
 from pydantic import SecretStr
 
 from rag_app.app import RagApp
-from rag_app.embeddings import build_embedder
+from rag_app.embeddings.models import build_embedder
 from rag_app.errors import EmbeddingMismatchError
-from rag_app.loaders import load_paths
+from rag_app.ingestion.loaders import load_paths
 from tests.support.openai_server import running_openai_server
 
 HNSW = (

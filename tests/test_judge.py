@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from rag_app.judge import judge_rows, parse_score, parse_yes_no
-from rag_app.pairwise import combine, compare_runs, order_verdict, summarize
+from rag_app.evaluation.judge import judge_rows, parse_score, parse_yes_no
+from rag_app.evaluation.pairwise import combine, compare_runs, order_verdict, summarize
 from rag_app.settings import load_settings
 from tests.support.openai_server import running_openai_server
 

@@ -11,7 +11,7 @@ import pytest
 from llama_index.core import Document
 
 from rag_app.app import RagApp
-from rag_app.keyword import (
+from rag_app.retrieval.keyword_index import (
     BM25_B,
     BM25_K1,
     KOREAN_MODES,
@@ -225,6 +225,6 @@ def test_index_from_another_tokenizer_version_is_rebuilt(
     make_app: Callable[..., RagApp], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_app(retriever="keyword").ingest([Document(id_="zebra", text="The zebra grazes.")])
-    monkeypatch.setattr("rag_app.keyword.TOKENIZER_VERSION", 99)
+    monkeypatch.setattr("rag_app.retrieval.keyword_index.TOKENIZER_VERSION", 99)
     reopened = make_app(retriever="keyword")
     assert [s.doc_id for s in reopened.retrieve("zebra", top_k=1)] == ["zebra"]

@@ -23,12 +23,12 @@ import pytest
 from llama_index.core import Document
 from llama_index.core.schema import TextNode
 
-import rag_app.chunking
-import rag_app.ingestion
+import rag_app.ingestion.chunking
+import rag_app.ingestion.pipeline
 from rag_app.app import RagApp
-from rag_app.chunking import Chunker
-from rag_app.embeddings import CACHE_COMMIT_TEXTS, Embedder, EmbeddingCache
-from rag_app.loaders import load_paths
+from rag_app.embeddings.models import CACHE_COMMIT_TEXTS, Embedder, EmbeddingCache
+from rag_app.ingestion.chunking import Chunker
+from rag_app.ingestion.loaders import load_paths
 from rag_app.settings import Settings, load_settings
 from tests.test_embedding_cache import CountingEmbedding, counting_embedder
 
@@ -55,13 +55,13 @@ def small_chunks(data_dir: Path, store: str = "memory") -> Settings:
 
 @pytest.fixture
 def small_groups(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rag_app.ingestion, "GROUP_CHUNKS", GROUP)
+    monkeypatch.setattr(rag_app.ingestion.pipeline, "GROUP_CHUNKS", GROUP)
 
 
 def test_a_huge_single_line_is_chunked_a_section_at_a_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(rag_app.chunking, "SECTION_CHARS", SECTION)
+    monkeypatch.setattr(rag_app.ingestion.chunking, "SECTION_CHARS", SECTION)
     text = single_line(3 * SECTION + 1234)
     chunker = Chunker(64, 8, str.split)
     seen: list[int] = []
@@ -126,9 +126,9 @@ def test_progress_advances_per_group_while_one_large_document_is_ingested(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_groups: None
 ) -> None:
     produced = [0]
-    monkeypatch.setattr(rag_app.ingestion, "PROGRESS_MIN_CHARS", 0)
+    monkeypatch.setattr(rag_app.ingestion.pipeline, "PROGRESS_MIN_CHARS", 0)
     monkeypatch.setattr(
-        rag_app.ingestion, "tqdm", lambda *a, **k: RecordingBar(*a, produced=produced, **k)
+        rag_app.ingestion.pipeline, "tqdm", lambda *a, **k: RecordingBar(*a, produced=produced, **k)
     )
     text = single_line(20_000)
     with RagApp(small_chunks(tmp_path), embedder=counting_embedder(tmp_path / "c.db")) as app:
@@ -191,7 +191,8 @@ class SlowLoggedEmbedding(CountingEmbedding):
 
 
 def _ingest_slowly(settings: Settings, path: Path, log: Path) -> None:
-    rag_app.ingestion.GROUP_CHUNKS = GROUP  # a spawned child does not inherit the monkeypatch
+    # a spawned child does not inherit the monkeypatch
+    rag_app.ingestion.pipeline.GROUP_CHUNKS = GROUP
     model = SlowLoggedEmbedding(embed_batch_size=GROUP, log=str(log))
     cache = EmbeddingCache(settings.data_dir / "embedding_cache.sqlite")
     embedder = Embedder(model, "test:counting", 40, str.split, cache)

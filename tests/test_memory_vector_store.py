@@ -17,7 +17,7 @@ from llama_index.core.vector_stores.types import (
 )
 
 from rag_app.errors import EmbeddingMismatchError
-from rag_app.stores.memory_vector_store import MemoryVectorStore
+from rag_app.stores.memory.vector_store import MemoryVectorStore
 
 DIM = 16
 

@@ -15,8 +15,8 @@ from PIL import Image
 
 from rag_app.app import RagApp
 from rag_app.errors import EmbeddingMismatchError, RagAppError
-from rag_app.ingestion import Ingestor
-from rag_app.sample_images import Shape, classes, draw, save_pictures, save_prompts
+from rag_app.ingestion.pipeline import Ingestor
+from rag_lab.shapes import Shape, classes, draw, save_pictures, save_prompts
 from tests.conftest import cli_env, rag_app_command
 from tests.support.openai_server import running_openai_server
 from tests.support.tiny_clip import HELD_OUT_SEED

@@ -21,8 +21,10 @@ import nbformat
 import numpy as np
 import pytest
 
-from rag_app import hnsw_lab
-from rag_app.notebook_support import NotebookRun, execute_notebook, select_notebooks
+from rag_lab import hnsw as hnsw_lab
+from rag_lab.data import sift_dir
+from rag_lab.notebooks import NotebookRun, execute_notebook, select_notebooks
+from rag_lab.tables import format_table
 from tests.conftest import SHARED
 from tests.support.openai_server import running_openai_server
 
@@ -220,7 +222,7 @@ def test_hnsw_sweep_reports_every_configuration_and_exact_is_perfect() -> None:
     # More links per node cost memory; a wider search never loses recall on the same graph.
     assert hnsw[2].memory_mb > hnsw[0].memory_mb > exact.memory_mb
     assert hnsw[1].recall_at_10 >= hnsw[0].recall_at_10
-    table = hnsw_lab.format_table(rows)
+    table = format_table(rows)
     assert table.count("\n") == len(rows) + 1 and "| Flat (exact) |" in table
 
 
@@ -240,9 +242,9 @@ def test_sift_files_load_with_exact_ground_truth_for_a_subset(
     write_vecs(tmp_path / "sift_base.fvecs", base, "f")
     write_vecs(tmp_path / "sift_query.fvecs", queries, "f")
     write_vecs(tmp_path / "sift_groundtruth.ivecs", np.zeros((5, 100), dtype=np.int32), "i")
-    assert hnsw_lab.sift_dir() is None
+    assert sift_dir() is None
     monkeypatch.setenv("SIFT1M_DIR", str(tmp_path))
-    assert hnsw_lab.sift_dir() == tmp_path
+    assert sift_dir() == tmp_path
     dataset = hnsw_lab.load_sift(tmp_path, max_base=200)
     assert dataset.data.shape == (200, 8) and np.array_equal(dataset.queries, queries)
     distances = ((base[:200, None, :] - queries[None, :, :]) ** 2).sum(-1)

@@ -13,10 +13,10 @@ from pinecone import Pinecone, ServerlessSpec
 
 from rag_app.app import RagApp
 from rag_app.errors import ConfigError
-from rag_app.eval import first_hit_rank
-from rag_app.keyword import KeywordIndex
-from rag_app.loaders import read_squad
-from rag_app.stores.pinecone_keyword import STATS_SUFFIX, PineconeKeyword
+from rag_app.evaluation.retrieval import first_hit_rank
+from rag_app.ingestion.loaders import read_squad
+from rag_app.retrieval.keyword_index import KeywordIndex
+from rag_app.retrieval.pinecone_sparse import STATS_SUFFIX, PineconeKeyword
 from tests.conftest import require_shared
 from tests.support.pinecone_server import index_client
 from tests.test_retrieval import GIRAFFE, OTHER, ZEBRA, keyword_ids
@@ -77,7 +77,7 @@ def test_hybrid_with_pinecone_bm25_keeps_korean(sparse_app: Callable[..., RagApp
     app.ingest(docs)
     for doc in docs:
         assert keyword_ids(app, doc.text.split("는")[0] + "는 무엇인가?")[0] == doc.doc_id
-    # No local index to measure coverage: relevance is the cosine (rag_app/relevance.py).
+    # No local index to measure coverage: relevance is the cosine (rag_app/retrieval/relevance.py).
     sources = app.retrieve("HNSW는 무엇인가?")
     assert app.retriever.signal == "dense" and sources[0].doc_id == "hnsw"
     assert all(s.relevance is not None and 0 < s.relevance <= 1 for s in sources)

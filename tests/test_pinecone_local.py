@@ -20,7 +20,7 @@ import pytest
 from pinecone import Pinecone, ServerlessSpec
 from pinecone.errors.exceptions import ApiError, ConflictError, NotFoundError
 
-from rag_app.pinecone_local import http_host, main
+from pinecone_local import http_host, main
 from tests.support.pinecone_server import running_pinecone_local
 
 API_KEY = "pinecone-local-test"

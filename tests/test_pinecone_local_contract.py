@@ -21,7 +21,7 @@ from jsonschema import Draft4Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-from rag_app.pinecone_local import http_host
+from pinecone_local import http_host
 from tests.support.pinecone_server import running_pinecone_local
 
 SPEC_DIR = Path(__file__).resolve().parents[2] / "shared" / "pinecone-api" / "2025-10"

@@ -22,8 +22,8 @@ from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
 from pinecone import Pinecone, PineconeException, ServerlessSpec, SparseValues, Vector
 
-from rag_app.pinecone_local import http_host
-from rag_app.pinecone_local.grpc_proto import vector_service_pb2 as pb
+from pinecone_local import http_host
+from pinecone_local.grpc_proto import vector_service_pb2 as pb
 from tests.support.pinecone_server import index_client, running_pinecone_local
 
 API_KEY = "pinecone-local-grpc-test"

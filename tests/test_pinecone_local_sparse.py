@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from pinecone import Pinecone, PineconeException, ServerlessSpec, SparseValues, Vector
 
-from rag_app.pinecone_local.records import Record
-from rag_app.pinecone_local.state import IndexState
+from pinecone_local.records import Record
+from pinecone_local.state import IndexState
 from tests.support.pinecone_server import index_client, running_pinecone_local
 
 API_KEY = "pinecone-local-sparse-test"
@@ -273,7 +273,7 @@ def test_sparse_scores_follow_upserts_overwrites_and_deletes(
 ) -> None:
     """The inverted index scores as a scan of every stored record would, through row moves,
     overwrites, records without sparse values, a snapshot and rebuilds of stale postings."""
-    monkeypatch.setattr("rag_app.pinecone_local.postings.MIN_DEAD_BEFORE_REBUILD", 5)
+    monkeypatch.setattr("pinecone_local.postings.MIN_DEAD_BEFORE_REBUILD", 5)
     rng = random.Random(14)
     namespace = IndexState("s", dimension, "dotproduct", "aws", "us-east-1").writable_namespace("")
     values = np.zeros(dimension, dtype=np.float32)

@@ -15,9 +15,9 @@ from collections.abc import Callable
 import pytest
 
 from rag_app.app import RagApp
-from rag_app.embeddings import Embedder
+from rag_app.embeddings.models import Embedder
 from rag_app.errors import EmbeddingMismatchError
-from rag_app.reindex import reindex
+from rag_app.ingestion.reindex import reindex
 from rag_app.settings import Settings
 from tests.conftest import backend_overrides, cli_env, rag_app_command
 

@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 from llama_index.core.schema import NodeWithScore, TextNode
 
+from rag_app.answers.answerers import NOTHING_RELEVANT_PROMPT, numbered, prompt
+from rag_app.answers.extractive import extract_answer
+from rag_app.answers.types import Source
 from rag_app.app import RagApp
-from rag_app.embeddings import Embedder
-from rag_app.llms import NOTHING_RELEVANT_PROMPT, Source, extract_answer, numbered, prompt
-from rag_app.relevance import (
+from rag_app.embeddings.models import Embedder
+from rag_app.retrieval.relevance import (
     NOTHING_RELEVANT,
     Relevance,
     RelevantNode,

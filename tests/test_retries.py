@@ -2,7 +2,7 @@
 
 Against real servers: the local Pinecone server answering a fifth of its requests with 429/5xx
 (the SDK's own retries must carry the ingest through), and a Chroma server killed in the middle
-of an ingest (`rag_app.retry` must carry it through a restart, or stop with one clear error
+of an ingest (`rag_app.util.retry` must carry it through a restart, or stop with one clear error
 after which a re-run finishes the work). Then the retry helper itself, on a mock transport.
 """
 
@@ -17,19 +17,19 @@ import pytest
 from llama_index.core import Document
 from llama_index.core.schema import TextNode
 
-import rag_app.ingestion
+import rag_app.ingestion.pipeline
 import rag_app.stores.chroma
 from rag_app.app import RagApp
-from rag_app.embeddings import Embedder
-from rag_app.retry import (
+from rag_app.embeddings.models import Embedder
+from rag_app.settings import Settings
+from rag_app.stores.base import Backend
+from rag_app.util.retry import (
     RetriesExhaustedError,
     RetryingProxy,
     RetryingTransport,
     RetryPolicy,
     call_with_retries,
 )
-from rag_app.settings import Settings
-from rag_app.stores.base import Backend
 from tests.support.chroma_server import ChromaServer
 from tests.support.pinecone_server import running_pinecone_local
 
@@ -53,7 +53,7 @@ def expected_chunk_ids(app: RagApp) -> list[str]:
 @pytest.fixture
 def small_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     """Many small writes per ingest, so failures land in the middle of it."""
-    monkeypatch.setattr(rag_app.ingestion, "GROUP_CHUNKS", 8)
+    monkeypatch.setattr(rag_app.ingestion.pipeline, "GROUP_CHUNKS", 8)
 
 
 def test_pinecone_ingest_through_a_fifth_of_requests_failing(

@@ -9,7 +9,7 @@ import pytest
 from llama_index.core import Document
 
 from rag_app.app import RagApp
-from rag_app.embeddings import Embedder
+from rag_app.embeddings.models import Embedder
 
 ZEBRA = Document(id_="animals", text="The zebra grazes on the savanna near the river.")
 GIRAFFE = Document(id_="animals", text="The giraffe eats acacia leaves in the savanna.")
@@ -67,7 +67,7 @@ def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory, embedder: Embedd
     """A small cross-encoder built from the bundled MiniLM weights (its head is untrained)."""
     from sentence_transformers import CrossEncoder
 
-    from rag_app.embeddings import _local_model_path
+    from rag_app.embeddings.models import _local_model_path
 
     path = tmp_path_factory.mktemp("cross-encoder")
     CrossEncoder(_local_model_path(), num_labels=1).save(str(path))

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from rag_app.errors import ConfigError, RemoteServiceError
+from rag_app.images.vision import describe_image, generate_image, side_by_side
 from rag_app.settings import Settings
-from rag_app.vision import describe_image, generate_image, side_by_side
 from tests.conftest import cli_env, rag_app_command
 from tests.support.openai_server import running_openai_server
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from llama_index.core.schema import NodeWithScore, TextNode
+from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, TextNode
 from llama_index.core.vector_stores.types import (
     BasePydanticVectorStore,
     MetadataFilters,
@@ -218,3 +218,8 @@ def embed_model_setting(model_id: str) -> str:
 
 def encode_record(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, sort_keys=True)
+
+
+def searched_text(node: BaseNode) -> str:
+    """What is embedded and keyword-indexed for a chunk: its text under its title."""
+    return node.get_content(metadata_mode=MetadataMode.EMBED)

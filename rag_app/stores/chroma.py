@@ -13,7 +13,7 @@ contract every backend keeps (each fix is covered by the conformance suite):
 The catalog lives in a side collection `<collection>__catalog` on the same client.
 
 chromadb's HttpClient retries nothing, so requests to a Chroma server go through
-`rag_app.retry` (bounded, jittered exponential backoff on connection errors and 408/429/5xx):
+`rag_app.util.retry` (bounded, jittered exponential backoff on connection errors and 408/429/5xx):
 a server that restarts during an ingest costs a pause, not a failed command.
 """
 
@@ -40,9 +40,9 @@ from llama_index.vector_stores.chroma import ChromaVectorStore
 from llama_index.vector_stores.chroma.base import _to_chroma_filter
 
 from rag_app.errors import ConfigError, RagAppError
-from rag_app.retry import DEFAULT_POLICY, RetryPolicy, install_retries
 from rag_app.settings import Settings
 from rag_app.stores.base import WRITTEN_FIELD, Backend, batched
+from rag_app.util.retry import DEFAULT_POLICY, RetryPolicy, install_retries
 
 CATALOG_SUFFIX = "__catalog"
 #: Retries for requests to a Chroma server (tests shorten it).

@@ -22,7 +22,7 @@ The catalog is a side namespace `<namespace>__catalog` of the same index.
 
 The SDK retries 408/429/5xx and connection errors, but `Pinecone.Index()` does not pass the
 client's `RetryConfig` on (the data plane keeps the default of 3 retries), so the data-plane
-index also goes through `rag_app.retry` (bounded, jittered exponential backoff).
+index also goes through `rag_app.util.retry` (bounded, jittered exponential backoff).
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ from pinecone.errors.exceptions import (
 )
 
 from rag_app.errors import EmbeddingMismatchError, RagAppError, RemoteServiceError
-from rag_app.retry import DEFAULT_POLICY, RetryingProxy
 from rag_app.settings import Settings, check_store_settings
 from rag_app.stores.base import WRITTEN_FIELD, Backend, batched
+from rag_app.util.retry import DEFAULT_POLICY, RetryingProxy
 
 CATALOG_SUFFIX = "__catalog"
 MAX_UPSERT_VECTORS = 1000

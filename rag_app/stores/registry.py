@@ -15,7 +15,7 @@ from rag_app.settings import Settings
 from rag_app.stores.base import Backend
 
 BACKENDS: dict[str, str] = {
-    "memory": "rag_app.stores.memory:MemoryBackend",
+    "memory": "rag_app.stores.memory.backend:MemoryBackend",
     "chroma": "rag_app.stores.chroma:ChromaBackend",
     "pinecone": "rag_app.stores.pinecone:PineconeBackend",
 }

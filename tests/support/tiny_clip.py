@@ -1,7 +1,7 @@
 """A tiny CLIP trained in seconds on synthetic shapes, so image search is tested offline.
 
 No CLIP weights exist on the test machine (no model hub, none in any package), so the tests
-train a `CLIPModel` with a small config on the coloured shapes of `rag_app.sample_images`,
+train a `CLIPModel` with a small config on the coloured shapes of `rag_lab.shapes`,
 save it with `save_pretrained` together with a word-level tokenizer and a CLIP image
 processor, and load it through rag_app's own loading code by path.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from rag_app.sample_images import COLORS, IMAGE_SIZE, SHAPES, classes, draw
+from rag_lab.shapes import COLORS, IMAGE_SIZE, SHAPES, classes, draw
 
 PER_CLASS = 2
 SPECIALS = ("[PAD]", "[BOS]", "[UNK]", "[EOS]")

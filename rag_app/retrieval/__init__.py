@@ -1,0 +1,9 @@
+"""Finding the chunks for a question: dense, keyword (BM25 with Korean morphology) and hybrid.
+
+`keyword_index` holds the tokenizers and BM25 index, `keyword_sync` keeps the local keyword
+index in step with the store, `pinecone_sparse` runs BM25 in a Pinecone sparse index, `fusion`
+merges dense and keyword rankings, `relevance` says whether a source answers at all, `rerank`
+is the optional cross-encoder and `retriever` puts them together as a LlamaIndex retriever.
+May import: `rag_app.errors`, `rag_app.settings`, `rag_app.util`, `rag_app.embeddings`,
+`rag_app.stores`.
+"""

@@ -1,0 +1,117 @@
+"""The default backend: an in-process vector store persisted under RAG_DATA_DIR.
+
+Chunks live in `MemoryVectorStore` (a float32 matrix, exact or HNSW search); the catalog is a
+JSON file beside it. Both are written atomically (temp file + rename), so a process killed at
+any moment leaves the last complete state.
+
+Several writers (processes, or `RagApp` objects in one process) may share the directory: the
+vector store merges its changes into whatever another writer persisted (see
+`MemoryVectorStore.persist`), catalog updates are read-modify-writes under a `filelock` lock,
+and every read first takes in other writers' newer generation (one `stat` when there is none).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from llama_index.core.schema import NodeWithScore, TextNode
+from llama_index.core.vector_stores.types import MetadataFilters
+
+from rag_app.settings import Settings
+from rag_app.stores.base import Backend
+from rag_app.stores.memory.vector_store import MemoryVectorStore
+from rag_app.util.files import locked, write_atomically
+
+
+class MemoryBackend(Backend):
+    name = "memory"
+    writes_through = False
+
+    def __init__(self, settings: Settings, collection: str) -> None:
+        self.directory = settings.data_dir / "memory" / collection
+        self.location = str(self.directory)
+        self._records_path = self.directory / "catalog.json"
+        self._records_lock = self.directory / ".catalog.lock"
+        self._store_dir = self.directory / "vectors"
+        options = {
+            "index": settings.memory_index,
+            "hnsw_m": settings.hnsw_m,
+            "hnsw_ef_construction": settings.hnsw_ef_construction,
+            "hnsw_ef_search": settings.hnsw_ef_search,
+        }
+        try:
+            self.vector_store = MemoryVectorStore.from_persist_dir(str(self._store_dir), **options)
+        except FileNotFoundError:
+            self.vector_store = MemoryVectorStore(**options)
+        self._dirty = False
+
+    @classmethod
+    def open(cls, settings: Settings, collection: str, dimension: Callable[[], int]) -> Backend:
+        return cls(settings, collection)
+
+    def _load_records(self) -> dict[str, dict[str, Any]]:
+        if not self._records_path.exists():
+            return {}
+        return json.loads(self._records_path.read_text(encoding="utf-8"))
+
+    def refresh(self) -> None:
+        """Take in chunks other writers persisted since this process last looked."""
+        self.vector_store.refresh(str(self._store_dir))
+
+    def upsert(self, nodes: Sequence[TextNode]) -> None:
+        self.vector_store.add(list(nodes))
+        self._dirty = True
+
+    def delete_chunks(self, ids: Sequence[str]) -> None:
+        if ids:
+            self.vector_store.delete_nodes(node_ids=list(ids))
+            self._dirty = True
+
+    def fetch_nodes(self, ids: Sequence[str]) -> dict[str, TextNode]:
+        self.refresh()
+        return {n.node_id: n for n in self.vector_store.get_nodes(list(ids)) if ids}
+
+    def list_chunk_ids(self) -> list[str]:
+        self.refresh()
+        return [n.node_id for n in self.vector_store.get_nodes()]
+
+    def count(self) -> int:
+        self.refresh()
+        return self.vector_store.count
+
+    def query(
+        self, embedding: Sequence[float], top_k: int, filters: MetadataFilters | None = None
+    ) -> list[NodeWithScore]:
+        self.refresh()
+        return super().query(embedding, top_k, filters)
+
+    def flush(self) -> None:
+        if self._dirty:
+            self.vector_store.persist(str(self._store_dir))
+            self._dirty = False
+
+    def read_records(self) -> dict[str, dict[str, Any]]:
+        """Read from disk every time: the file, not this process, is the catalog."""
+        return self._load_records()
+
+    def write_records(self, records: dict[str, dict[str, Any]]) -> None:
+        with locked(self._records_lock):
+            self._save_records({**self._load_records(), **records})
+
+    def delete_records(self, keys: Sequence[str]) -> None:
+        with locked(self._records_lock):
+            records = self._load_records()
+            for key in keys:
+                records.pop(key, None)
+            self._save_records(records)
+
+    def _save_records(self, records: dict[str, dict[str, Any]]) -> None:
+        write_atomically(self._records_path, json.dumps(records, ensure_ascii=False))
+
+    def drop(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self.vector_store.clear()
+        self._dirty = False
