@@ -40,8 +40,9 @@ from rag_app.answers.cache import normalize
 from rag_app.app import RagApp
 from rag_app.embeddings.models import Embedder, build_embedder
 from rag_app.settings import load_settings
+from rag_lab.data import shared_dir
 
-KLUE_STS = Path("/work/shared/data/klue/klue-sts-v1.1_dev.json")
+KLUE_STS = shared_dir() / "data" / "klue" / "klue-sts-v1.1_dev.json"
 PARAPHRASES = Path(__file__).with_name("data") / "en_question_paraphrases.json"
 SAMPLES = Path(__file__).resolve().parents[1] / "rag_app" / "samples"
 GRID = [round(0.80 + 0.01 * i, 2) for i in range(20)]

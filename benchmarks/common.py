@@ -25,10 +25,11 @@ from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 
 from rag_app.embeddings.models import Embedder
 from rag_app.stores.base import Backend, DocRecord, chunk_ids
+from rag_lab.data import shared_dir
 
-XQUAD_EN = Path("/work/shared/data/xquad/xquad.en.json")
+XQUAD_EN = shared_dir() / "data" / "xquad" / "xquad.en.json"
 XQUAD_ZH = XQUAD_EN.with_name("xquad.zh.json")
-KLUE = Path("/work/shared/data/klue/klue-sts-v1.1_dev.json")
+KLUE = shared_dir() / "data" / "klue" / "klue-sts-v1.1_dev.json"
 DIM = 384
 TOP_K = 10
 CHUNKS_PER_DOC = 20

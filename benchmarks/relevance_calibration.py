@@ -35,8 +35,9 @@ from rag_app.evaluation.retrieval import scratch_app
 from rag_app.ingestion.loaders import read_squad
 from rag_app.retrieval.relevance import Relevance, Signal, dense_weight
 from rag_app.settings import load_settings
+from rag_lab.data import shared_dir
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = shared_dir() / "data"
 DATASETS = {
     "en": SHARED / "xquad" / "xquad.en.json",
     "zh": SHARED / "xquad" / "xquad.zh.json",

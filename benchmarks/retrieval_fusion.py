@@ -11,7 +11,7 @@ way to choose is to measure where dense retrieval is good (English), weak (Chine
 
 Also prints the kiwi / bigram / kiwi+bigram comparison, tokenization speed and BM25 rebuild times.
 Run from the repository root: ``.venv/bin/python -m benchmarks.retrieval_fusion``. Skips
-(exit 0) with a printed reason when /work/shared/data is absent.
+(exit 0) with a printed reason when ../shared/data is absent.
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ from rag_app.retrieval.keyword_index import (
     tokenize,
     tokenize_many,
 )
+from rag_lab.data import shared_dir
 
-DATA = Path("/work/shared/data")
+DATA = shared_dir() / "data"
 KLUE = DATA / "klue" / "klue-sts-v1.1_dev.json"
 XQUAD = {"en": DATA / "xquad" / "xquad.en.json", "zh": DATA / "xquad" / "xquad.zh.json"}
 CANDIDATES = 20

@@ -36,8 +36,9 @@ from rag_app.embeddings.models import Embedder, build_embedder
 from rag_app.evaluation.retrieval import evaluate_pairs, evaluate_squad, scratch_app
 from rag_app.ingestion.loaders import read_squad
 from rag_app.settings import RetrieverName, Settings, load_settings
+from rag_lab.data import shared_dir
 
-DATA = Path("/work/shared/data")
+DATA = shared_dir() / "data"
 SQUAD = {"xquad.en": DATA / "xquad" / "xquad.en.json", "xquad.zh": DATA / "xquad" / "xquad.zh.json"}
 KLUE = DATA / "klue" / "klue-sts-v1.1_dev.json"
 STORES = ("memory", "chroma")

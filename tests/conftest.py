@@ -17,13 +17,14 @@ import pytest
 from rag_app.app import RagApp
 from rag_app.embeddings.models import Embedder, build_embedder
 from rag_app.settings import Settings, load_settings
+from rag_lab.data import shared_dir
 from rag_lab.shapes import Shape, save_pictures
 from tests.support.chroma_server import ChromaServer
 from tests.support.pinecone_server import running_pinecone_local
 from tests.support.tiny_clip import HELD_OUT_SEED, train_tiny_clip
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
+SHARED = shared_dir()
 PREFIXES = ("RAG_", "CHROMA_", "PINECONE_", "OPENAI_")
 #: Backends every store test runs on (pinecone through the local Pinecone-compatible server).
 BACKENDS = ["memory", "chroma", "chroma-server", "pinecone"]
