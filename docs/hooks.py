@@ -55,14 +55,21 @@ def settings_table() -> str:
         if not field.description:
             raise ValueError(f"Settings.{name} has no description (add a docstring under it)")
         default = field.get_default()
-        if isinstance(default, SecretStr) or field.annotation in (SecretStr, SecretStr | None):
+        variable = env_name(field)
+        if _is_secret(variable, field.annotation, default):
             shown = "(secret)"
         elif default is None or default == "":
             shown = "–"
         else:
             shown = f"`{default}`"
-        rows.append(f"| `{env_name(field)}` | {shown} | {_prose(field.description)} |")
+        rows.append(f"| `{variable}` | {shown} | {_prose(field.description)} |")
     return "\n".join(rows)
+
+
+def _is_secret(variable: str, annotation: Any, default: Any) -> bool:
+    """A SecretStr field, or one whose name says it holds a key, token or password."""
+    named = any(word in variable for word in ("KEY", "TOKEN", "SECRET", "PASSWORD"))
+    return named or isinstance(default, SecretStr) or annotation in (SecretStr, SecretStr | None)
 
 
 def cli_reference() -> str:

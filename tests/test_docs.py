@@ -9,6 +9,7 @@ configured from outside, so the examples are independent of each other and of th
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -111,6 +112,19 @@ def test_site_builds_in_strict_mode_with_generated_pages(tmp_path: Path) -> None
     for name in commands:
         assert f'id="{name}"' in cli, f"rag-app {name} is missing from docs/cli.md"
     assert "cli-reference" not in cli
+
+
+def test_settings_table_describes_every_variable_and_shows_no_secret() -> None:
+    spec = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    from rag_app.settings import Settings, env_name
+
+    rows = {r.split(" | ")[0].strip("| `"): r for r in hooks.settings_table().splitlines()[2:]}
+    assert set(rows) == {env_name(f) for f in Settings.model_fields.values()}
+    for variable in ("OPENAI_API_KEY", "PINECONE_API_KEY"):
+        assert rows[variable].split(" | ")[1] == "(secret)"
+    assert all(len(r.split(" | ")[2]) > 20 for r in rows.values()), "a description is too short"
 
 
 def test_every_nav_entry_is_a_page_and_every_page_is_in_the_nav() -> None:
