@@ -150,6 +150,14 @@ def test_readme_stays_short_and_its_links_resolve() -> None:
     assert not missing, f"README.md links to missing files: {missing}"
 
 
+def test_readme_python_is_a_runnable_docs_example() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)\n```$", readme, re.DOTALL | re.MULTILINE)
+    assert blocks, "README.md shows no Python"
+    runnable = {e.code for e in EXAMPLES}
+    assert all(block in runnable for block in blocks), "README.md's Python is not run anywhere"
+
+
 def test_the_docs_mark_examples_of_the_main_uses() -> None:
     pages = {e.page for e in EXAMPLES}
     assert {"getting-started.md", "python-api.md", "stores.md", "cli.md"} <= pages
