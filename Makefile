@@ -9,7 +9,7 @@ TORCH_VERSION ?= 2.13.0
 QUESTION ?= What does ef_search control in HNSW?
 QUESTION_KO ?= 벡터 데이터베이스는 무엇을 저장하나요?
 
-.PHONY: run test install install-dev lint bench notebooks clean
+.PHONY: run test install install-dev lint bench notebooks docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,9 @@ run: install
 	$(BIN)/rag-app query "$(QUESTION)"
 	$(BIN)/rag-app query "$(QUESTION_KO)"
 
+# The suite includes tests/test_docs.py: the site built with --strict and its runnable examples.
 test: install-dev
-	$(BIN)/ruff check rag_app pinecone_local rag_lab tests benchmarks
+	$(BIN)/ruff check rag_app pinecone_local rag_lab tests benchmarks docs
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: install-dev
@@ -46,5 +47,8 @@ bench: install-dev
 notebooks: install-dev
 	$(BIN)/python notebooks/run.py --keep-outputs --scale full
 
+docs: install-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .rag_data
+	rm -rf $(VENV) .rag_data site

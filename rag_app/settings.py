@@ -39,54 +39,137 @@ class Settings(BaseSettings):
         env_ignore_empty=True,
         populate_by_name=True,
         case_sensitive=False,
+        # The docstring under each field is its description (docs/configuration.md shows them).
+        use_attribute_docstrings=True,
     )
 
     vector_store: VectorStoreName = _env("RAG_VECTOR_STORE", "memory")
+    """Which vector store holds the collection: `memory` (default, offline), `chroma` (embedded, or
+    a server with CHROMA_HOST) or `pinecone` (serverless with PINECONE_API_KEY, or a local server
+    with PINECONE_HOST).
+    """
     data_dir: Path = _env("RAG_DATA_DIR", Path(".rag_data"))
+    """Where the memory store, embedded Chroma, the keyword index, the embedding cache and eval run
+    records persist (created on the first write).
+    """
     doc_root: Path | None = _env("RAG_DOC_ROOT", None)
+    """Document ids of files are their paths relative to this folder; unset: `<git work tree
+    name>/<path>` inside a git work tree, else the absolute path.
+    """
     collection: str = _env("RAG_COLLECTION", "rag_app", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,44}$")
+    """Collection name (a Chroma collection, a memory-store folder, a Pinecone namespace unless
+    PINECONE_NAMESPACE is set); letters, digits, `_` and `-`, at most 45.
+    """
     embed_model: str = _env("RAG_EMBED_MODEL", "e5")
+    """Embedding model: offline `e5` (multilingual-e5-small), `use` (multilingual USE v3), `local`
+    or `minilm` (all-MiniLM-L6-v2, English only); or `openai:<model>`, `hf:<name or path>`. After a
+    change, `rag-app reindex` re-embeds an existing collection.
+    """
     embed_batch_size: int = _env("RAG_EMBED_BATCH_SIZE", 64, ge=1, le=2048)
+    """Texts per embedding batch."""
     llm: str = _env("RAG_LLM", "auto")
+    """Answers: `auto` (`openai:gpt-4o-mini` when OPENAI_API_KEY is set, else `extractive`),
+    `extractive` (offline, quotes the best sentences) or `openai:<model>`.
+    """
     chunk_size: int | None = _env("RAG_CHUNK_SIZE", None, ge=32, le=8192)
+    """Chunk size in the embedding model's own tokens; unset: fit the model's window (at most 512).
+    """
     chunk_overlap: int = _env("RAG_CHUNK_OVERLAP", 32, ge=0)
+    """Tokens shared by consecutive chunks."""
     top_k: int = _env("RAG_TOP_K", 5, ge=1, le=100)
+    """Sources per question (1-100; `--top-k` overrides per command)."""
     retriever: RetrieverName = _env("RAG_RETRIEVER", "hybrid")
+    """Retrieval: `hybrid` (dense + BM25 keyword, fused per query), `dense` or `keyword`."""
     reranker: str = _env("RAG_RERANKER", "none")
+    """Optional cross-encoder reranking of the retrieved candidates: `none` or `hf:<name or path>`.
+    """
     min_relevance: float | None = _env("RAG_MIN_RELEVANCE", None, ge=0.0, le=1.0)
+    """Relevance (0-1) under which a source is not relevant ("nothing relevant found"); unset: the
+    threshold calibrated for the embedding model, retriever and question language.
+    """
     memory_index: MemoryIndexName = _env("RAG_MEMORY_INDEX", "exact")
+    """Memory store search: `exact` cosine or `hnsw` (faiss)."""
     hnsw_m: int = _env("RAG_HNSW_M", 16, ge=2, le=256)
+    """HNSW links per node (Chroma collections and RAG_MEMORY_INDEX=hnsw); fixed when a Chroma
+    collection is created.
+    """
     hnsw_ef_construction: int = _env("RAG_HNSW_EF_CONSTRUCTION", 100, ge=4, le=4096)
+    """HNSW candidate list while building; fixed when a Chroma collection is created."""
     hnsw_ef_search: int = _env("RAG_HNSW_EF_SEARCH", 64, ge=1, le=4096)
+    """HNSW candidate list while searching; can change at any time."""
     cache: CacheMode = _env("RAG_CACHE", "off")
+    """Answer cache kept in the vector store: `off`, `exact` or `semantic` (exact first, then the
+    nearest cached question).
+    """
     cache_threshold: float | None = _env("RAG_CACHE_THRESHOLD", None, ge=-1.0, le=1.0)
+    """Cosine a new question needs to a cached one for a semantic hit; unset: measured per embedding
+    model (e5 0.975, use 0.865, local 0.94, others 0.97).
+    """
     cache_extractive: bool = _env("RAG_CACHE_EXTRACTIVE", False)
+    """Also cache extractive answers (cheap to recompute, so off by default)."""
 
     chroma_host: str | None = _env("CHROMA_HOST", None)
+    """A Chroma server (`chroma run --path DIR --port 8000`) instead of embedded Chroma."""
     chroma_port: int = _env("CHROMA_PORT", 8000, ge=1, le=65535)
+    """Port of the Chroma server at CHROMA_HOST."""
     chroma_path: Path | None = _env("CHROMA_PATH", None)
+    """Embedded Chroma folder; unset: `$RAG_DATA_DIR/chroma`."""
 
     pinecone_api_key: SecretStr | None = _env("PINECONE_API_KEY", None)
+    """Pinecone serverless API key (a secret: masked in `rag-app config` and logs)."""
     pinecone_index: str = _env("PINECONE_INDEX", "rag-app", pattern=r"^[a-z0-9][a-z0-9-]{0,44}$")
+    """Pinecone index (created when missing: dimension from the embedding model, cosine,
+    PINECONE_CLOUD / PINECONE_REGION).
+    """
     pinecone_namespace: str = _env("PINECONE_NAMESPACE", "")
+    """Namespace inside the Pinecone index; empty: RAG_COLLECTION."""
     pinecone_cloud: str = _env("PINECONE_CLOUD", "aws")
+    """Cloud of a Pinecone serverless index created by the app."""
     pinecone_region: str = _env("PINECONE_REGION", "us-east-1")
+    """Region of a Pinecone serverless index created by the app."""
     pinecone_host: str | None = _env("PINECONE_HOST", None)
+    """A local Pinecone-compatible server instead of the cloud, e.g. `http://127.0.0.1:5080`
+    (`rag-app pinecone-local --port 5080`).
+    """
     pinecone_sparse_index: str | None = _env(
         "PINECONE_SPARSE_INDEX", None, pattern=r"^[a-z0-9][a-z0-9-]{0,44}$"
     )
+    """Run the BM25 half of hybrid retrieval in this Pinecone sparse index (created when missing)
+    instead of a local keyword index; needs RAG_VECTOR_STORE=pinecone.
+    """
 
     openai_api_key: SecretStr | None = _env("OPENAI_API_KEY", None)
+    """OpenAI API key, or the key of any OpenAI-compatible server (a secret: masked in `rag-app
+    config` and logs).
+    """
     openai_base_url: str | None = _env("OPENAI_BASE_URL", None)
+    """An OpenAI-compatible server (Ollama, vLLM, ...) instead of OpenAI."""
     openai_timeout: float = _env("RAG_OPENAI_TIMEOUT", 60.0, gt=0, le=600)
+    """Seconds one OpenAI request may wait for an answer (connecting: at most 3)."""
     retry_seconds: float = _env("RAG_RETRY_SECONDS", 10.0, gt=0, le=600)
+    """Seconds transient failures (connection refused, timeouts, 429, 5xx) of OpenAI, a Chroma
+    server and Pinecone are retried before the command stops with one error line (an unreachable
+    server is reported within about 13 s).
+    """
 
     image_embed_model: str = _env("RAG_IMAGE_EMBED_MODEL", "openai/clip-vit-base-patch32")
+    """CLIP model for images and prompts: a Hugging Face hub name or a local folder saved with
+    `save_pretrained` (transformers `CLIPModel`).
+    """
     vision_llm: str = _env("RAG_VISION_LLM", "openai:gpt-4o")
+    """Vision chat model of `rag-app describe` / `reimagine`: `openai:<model>` on OPENAI_BASE_URL.
+    """
     image_gen: str = _env("RAG_IMAGE_GEN", "openai:dall-e-3")
+    """Image generation model of `rag-app generate` / `reimagine`: `openai:<model>` on
+    OPENAI_BASE_URL.
+    """
 
     judge: str | None = _env("RAG_JUDGE", None)
+    """LLM-as-judge of `eval answers` / `eval compare`: `openai:<model>` on OPENAI_BASE_URL; unset:
+    no judge unless `--judge` is given.
+    """
     judge_timeout: float = _env("RAG_JUDGE_TIMEOUT", 60.0, gt=0, le=3600)
+    """Seconds per judge request before it counts as failed (after retries)."""
 
     @field_validator("embed_model")
     @classmethod
