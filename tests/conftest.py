@@ -92,7 +92,7 @@ def backend_overrides(name: str, request: pytest.FixtureRequest) -> dict[str, An
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         overrides.setdefault("data_dir", tmp_path / "data")
-        # Document ids relative to the test's folder (the README's RAG_DOC_ROOT rule).
+        # Document ids relative to the test's folder (the RAG_DOC_ROOT rule of docs/cli.md).
         overrides.setdefault("doc_root", tmp_path)
         return load_settings(**overrides)
 

@@ -1,4 +1,4 @@
-"""Exit codes shared by every command (README: "Exit codes")."""
+"""Exit codes shared by every command (docs/cli.md, "Exit codes")."""
 
 EXIT_SKIPPED = 1
 EXIT_USER_ERROR = 2

@@ -54,7 +54,7 @@ def supported_suffixes() -> set[str]:
 
 
 def document_id(path: Path, root: Path | None = None) -> str:
-    """The id of the file at `path` (README, "Document ids"), in POSIX form.
+    """The id of the file at `path` (docs/cli.md, "Document ids"), in POSIX form.
 
     Relative to `root` (RAG_DOC_ROOT) when the file is inside it; else `<work tree folder
     name>/<path inside it>` when the file is inside a git work tree; else the absolute path.
