@@ -47,6 +47,15 @@ class Settings(BaseSettings):
     collection: str = _env("RAG_COLLECTION", "rag_app", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,44}$")
     embed_model: str = _env("RAG_EMBED_MODEL", "e5")
     embed_batch_size: int = _env("RAG_EMBED_BATCH_SIZE", 64, ge=1, le=2048)
+    embed_concurrency: int = _env(
+        "RAG_EMBED_CONCURRENCY",
+        8,
+        ge=1,
+        le=64,
+        description="Embedding requests in flight at once to an openai: model (halved on each "
+        "rate limit, then grown back); 1 sends one at a time and pipelines nothing. Local "
+        "models are compute-bound and ignore it (docs/remote-ingestion.md).",
+    )
     llm: str = _env("RAG_LLM", "auto")
     chunk_size: int | None = _env("RAG_CHUNK_SIZE", None, ge=32, le=8192)
     chunk_overlap: int = _env("RAG_CHUNK_OVERLAP", 32, ge=0)

@@ -19,6 +19,12 @@ Crash safety (Ctrl-C, kill -9, a server dying) comes from the order of writes:
    durable.
 A re-run treats a pending document as changed and redoes 2-3, which overwrites what was
 written and deletes what is stale: the store ends with exactly the new chunks.
+
+With a remote embedder (RAG_EMBED_CONCURRENCY > 1) embedding is pipelined with writing: a
+worker thread embeds up to EMBED_AHEAD groups ahead while this thread writes, so the wait for
+the embedding service and the wait for the store overlap (docs/remote-ingestion.md). Writes,
+records and checkpoints still happen here, one group after another in order, so the steps
+above are unchanged; what runs ahead only fills the embedding cache.
 """
 
 from __future__ import annotations
@@ -26,7 +32,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -57,6 +66,8 @@ CHECKPOINT_SECONDS = 30.0
 CHECKPOINT_COST_RATIO = 20
 #: Ingests of fewer characters (about 200 chunks) show no progress bar.
 PROGRESS_MIN_CHARS = 200_000
+#: Groups a remote embedder may embed ahead of the group being written.
+EMBED_AHEAD = 2
 
 
 class ChangeListener(Protocol):
@@ -274,8 +285,8 @@ class Ingestor:
         unfinished: list[PendingDocument] = []
         last_checkpoint = time.monotonic()
         interval = CHECKPOINT_SECONDS
-        with bar:
-            for group, progress in groups:
+        with bar, closing(self._embedded(groups)) as ready:
+            for group, progress in ready:
                 self._write_group(group, report)
                 unfinished.extend(p for p in group if p.last)
                 bar.update(progress)
@@ -286,13 +297,37 @@ class Ingestor:
                     last_checkpoint = time.monotonic()
             self._checkpoint(unfinished)
 
+    def _embedded(
+        self, groups: Iterable[tuple[list[PendingDocument], int]]
+    ) -> Iterator[tuple[list[PendingDocument], int]]:
+        """`groups` in order, each with its chunks embedded; a remote embedder runs ahead."""
+        if self.embedder.concurrency <= 1:
+            for item in groups:
+                self._embed_group(item[0])
+                yield item
+            return
+        ahead: deque[tuple[tuple[list[PendingDocument], int], Future[None]]] = deque()
+        with ThreadPoolExecutor(1, thread_name_prefix="rag-ingest-embed") as pool:
+            try:
+                for item in groups:
+                    ahead.append((item, pool.submit(self._embed_group, item[0])))
+                    if len(ahead) > EMBED_AHEAD:
+                        yield _embedded_item(ahead.popleft())
+                while ahead:
+                    yield _embedded_item(ahead.popleft())
+            finally:
+                for _, future in ahead:
+                    future.cancel()
+
+    def _embed_group(self, group: list[PendingDocument]) -> None:
+        nodes = [n for p in group for n in p.nodes if n.embedding is None]
+        vectors = self.embedder.embed_texts([searched_text(n) for n in nodes])
+        for node, vector in zip(nodes, vectors, strict=True):
+            node.embedding = vector.tolist()
+
     def _write_group(self, group: list[PendingDocument], report: IngestReport) -> None:
         nodes = [n for p in group for n in p.nodes]
         texts = [searched_text(n) for n in nodes]
-        unembedded = [i for i, n in enumerate(nodes) if n.embedding is None]
-        vectors = self.embedder.embed_texts([texts[i] for i in unembedded])
-        for i, vector in zip(unembedded, vectors, strict=True):
-            nodes[i].embedding = vector.tolist()
         self.backend.put_documents(
             DocRecord(
                 p.record.doc_id,
@@ -338,6 +373,14 @@ def delete_documents(
         listener.chunks_deleted(ids)
     backend.remove_documents(r.doc_id for r in found)
     return missing
+
+
+def _embedded_item(
+    entry: tuple[tuple[list[PendingDocument], int], Future[None]],
+) -> tuple[list[PendingDocument], int]:
+    item, future = entry
+    future.result()
+    return item
 
 
 def _timed(action: Callable[[], None]) -> float:
