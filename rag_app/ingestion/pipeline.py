@@ -307,7 +307,9 @@ class Ingestor:
                 yield item
             return
         ahead: deque[tuple[tuple[list[PendingDocument], int], Future[None]]] = deque()
-        with ThreadPoolExecutor(1, thread_name_prefix="rag-ingest-embed") as pool:
+        # Two groups embed at once, so requests keep flowing across a group boundary (the
+        # embedder's limit caps the requests in flight for both together).
+        with ThreadPoolExecutor(EMBED_AHEAD, thread_name_prefix="rag-ingest-embed") as pool:
             try:
                 for item in groups:
                     ahead.append((item, pool.submit(self._embed_group, item[0])))
