@@ -25,6 +25,9 @@ from tests.support.openai_server import running_openai_server
 
 pytestmark = pytest.mark.timeout(180)
 
+#: Its own index: the session's local Pinecone server holds other tests' 384-d indexes.
+PINECONE_INDEX = "remote-ingest-64d"
+
 WORDS = [
     "alpha",
     "bravo",
@@ -208,6 +211,7 @@ def test_writes_overlap_embedding_only_when_concurrent(
             embed_concurrency=concurrency,
             vector_store="pinecone",
             pinecone_host=pinecone_local,
+            pinecone_index=PINECONE_INDEX,
             collection=f"overlap{concurrency}",
         )
         with RagApp(settings) as app:
@@ -236,6 +240,7 @@ def test_a_rate_limit_storm_slows_the_ingest_but_loses_and_duplicates_nothing(
             url,
             vector_store="pinecone",
             pinecone_host=pinecone_local,
+            pinecone_index=PINECONE_INDEX,
             collection="storm",
             retry_seconds=30,
         )
