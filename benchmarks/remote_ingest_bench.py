@@ -114,6 +114,7 @@ def ingest_once(
 
 
 def bench_remote_ingest(chunks: int, workdir: Path) -> dict[str, Any]:
+    workdir.mkdir(parents=True, exist_ok=True)
     documents = corpus(chunks)
     ideal = math.ceil(chunks / BATCH) * LATENCY_MS / 1000 / CONCURRENCY
     results: dict[str, Any] = {

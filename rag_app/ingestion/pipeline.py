@@ -20,8 +20,8 @@ Crash safety (Ctrl-C, kill -9, a server dying) comes from the order of writes:
 A re-run treats a pending document as changed and redoes 2-3, which overwrites what was
 written and deletes what is stale: the store ends with exactly the new chunks.
 
-With a remote embedder (RAG_EMBED_CONCURRENCY > 1) embedding is pipelined with writing: a
-worker thread embeds up to EMBED_AHEAD groups ahead while this thread writes, so the wait for
+With a remote embedder (RAG_EMBED_CONCURRENCY > 1) embedding is pipelined with writing:
+worker threads embed up to EMBED_AHEAD groups ahead while this thread writes, so the wait for
 the embedding service and the wait for the store overlap (docs/remote-ingestion.md). Writes,
 records and checkpoints still happen here, one group after another in order, so the steps
 above are unchanged; what runs ahead only fills the embedding cache.
