@@ -258,3 +258,47 @@ def test_a_rate_limit_storm_slows_the_ingest_but_loses_and_duplicates_nothing(
     assert report.ok and report.texts_embedded == 40 and report.chunks_written == 40
     assert again.unchanged == [f"doc{i}" for i in range(40)] and again.texts_embedded == 0
     assert limit is not None and limit.cuts >= 1 and limit.lowest < 4
+
+
+class Interrupting:
+    """A change listener that fails once the first group is written (as a Ctrl-C would)."""
+
+    def chunks_written(self, ids: Any, texts: Any) -> None:
+        raise KeyboardInterrupt
+
+    def chunks_deleted(self, ids: Any) -> None:
+        """Nothing to record."""
+
+
+def test_an_interrupted_pipelined_ingest_stops_its_threads_and_a_rerun_completes(
+    make_settings: Callable[..., Settings],
+    pinecone_local: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rag_app.ingestion import pipeline
+
+    monkeypatch.setattr(pipeline, "GROUP_CHUNKS", 4)
+    with running_openai_server(embed_delay_ms=50) as url:
+        settings = remote_settings(
+            make_settings,
+            url,
+            vector_store="pinecone",
+            pinecone_host=pinecone_local,
+            pinecone_index=PINECONE_INDEX,
+            collection="interrupted",
+        )
+        with RagApp(settings) as app:
+            first = pipeline.Ingestor(app.backend, app.embedder, app.chunker, [Interrupting()])
+            with pytest.raises(KeyboardInterrupt):
+                first.ingest(documents(24))
+            assert not [t for t in threading.enumerate() if t.name.startswith("rag-ingest")]
+            embedded_before = app.embedder.texts_embedded
+            report = app.ingest(documents(24))
+            assert report.ok and report.replaced == ["doc0", "doc1", "doc2", "doc3"]  # pending
+            assert len(report.added) == 20
+            catalogued = [i for record in app.documents() for i in record.chunk_ids()]
+            assert all(r.complete for r in app.documents())
+            assert sorted(app.backend.list_chunk_ids()) == sorted(catalogued)
+            assert app.backend.count() == 24
+            assert app.embedder.texts_embedded - embedded_before < 24  # ahead work was cached
+            app.backend.drop()

@@ -20,11 +20,12 @@ Crash safety (Ctrl-C, kill -9, a server dying) comes from the order of writes:
 A re-run treats a pending document as changed and redoes 2-3, which overwrites what was
 written and deletes what is stale: the store ends with exactly the new chunks.
 
-With a remote embedder (RAG_EMBED_CONCURRENCY > 1) embedding is pipelined with writing:
-worker threads embed up to EMBED_AHEAD groups ahead while this thread writes, so the wait for
-the embedding service and the wait for the store overlap (docs/remote-ingestion.md). Writes,
-records and checkpoints still happen here, one group after another in order, so the steps
-above are unchanged; what runs ahead only fills the embedding cache.
+With a remote embedder (RAG_EMBED_CONCURRENCY > 1) chunking and embedding are pipelined with
+writing: worker threads chunk and embed up to EMBED_AHEAD + 1 groups ahead while this thread
+writes, so the wait for the embedding service and the wait for the store overlap
+(docs/remote-ingestion.md). Writes, records and checkpoints still happen here, one group
+after another in order, so the steps above are unchanged; what runs ahead only fills the
+embedding cache.
 """
 
 from __future__ import annotations
@@ -306,20 +307,33 @@ class Ingestor:
                 self._embed_group(item[0])
                 yield item
             return
-        ahead: deque[tuple[tuple[list[PendingDocument], int], Future[None]]] = deque()
-        # Two groups embed at once, so requests keep flowing across a group boundary (the
-        # embedder's limit caps the requests in flight for both together).
-        with ThreadPoolExecutor(EMBED_AHEAD, thread_name_prefix="rag-ingest-embed") as pool:
-            try:
-                for item in groups:
-                    ahead.append((item, pool.submit(self._embed_group, item[0])))
-                    if len(ahead) > EMBED_AHEAD:
-                        yield _embedded_item(ahead.popleft())
-                while ahead:
-                    yield _embedded_item(ahead.popleft())
-            finally:
-                for _, future in ahead:
-                    future.cancel()
+        # One thread chunks (a generator has one caller at a time: the pool's one worker), two
+        # embed, so requests keep flowing across a group boundary (the embedder's limit caps
+        # the requests in flight of both); this thread only writes.
+        source = iter(groups)
+        chunking = ThreadPoolExecutor(1, thread_name_prefix="rag-ingest-chunk")
+        embedding = ThreadPoolExecutor(EMBED_AHEAD, thread_name_prefix="rag-ingest-embed")
+
+        def next_group() -> tuple[tuple[list[PendingDocument], int], Future[None]] | None:
+            item = next(source, None)
+            return None if item is None else (item, embedding.submit(self._embed_group, item[0]))
+
+        ahead = deque(chunking.submit(next_group) for _ in range(EMBED_AHEAD + 1))
+        try:
+            while ahead:
+                started = ahead.popleft().result()
+                if started is None:
+                    return
+                ahead.append(chunking.submit(next_group))
+                item, embedded = started
+                embedded.result()
+                yield item
+        finally:
+            chunking.shutdown(wait=True, cancel_futures=True)
+            for step in ahead:  # all done or cancelled now
+                if not step.cancelled() and step.exception() is None and step.result():
+                    step.result()[1].cancel()
+            embedding.shutdown(wait=True, cancel_futures=True)
 
     def _embed_group(self, group: list[PendingDocument]) -> None:
         nodes = [n for p in group for n in p.nodes if n.embedding is None]
@@ -375,14 +389,6 @@ def delete_documents(
         listener.chunks_deleted(ids)
     backend.remove_documents(r.doc_id for r in found)
     return missing
-
-
-def _embedded_item(
-    entry: tuple[tuple[list[PendingDocument], int], Future[None]],
-) -> tuple[list[PendingDocument], int]:
-    item, future = entry
-    future.result()
-    return item
 
 
 def _timed(action: Callable[[], None]) -> float:
