@@ -302,3 +302,43 @@ def test_an_interrupted_pipelined_ingest_stops_its_threads_and_a_rerun_completes
             assert app.backend.count() == 24
             assert app.embedder.texts_embedded - embedded_before < 24  # ahead work was cached
             app.backend.drop()
+
+
+def test_pinecone_upsert_parts_are_sent_concurrently_and_all_land(
+    make_settings: Callable[..., Settings],
+    pinecone_local: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rag_app.stores import pinecone
+
+    monkeypatch.setattr(pinecone, "MAX_UPSERT_VECTORS", 5)  # 37 chunks: 8 upsert requests
+    threads: list[str] = []
+    with running_openai_server() as url:
+        settings = remote_settings(
+            make_settings,
+            url,
+            vector_store="pinecone",
+            pinecone_host=pinecone_local,
+            pinecone_index=PINECONE_INDEX,
+            collection="parts",
+        )
+        with RagApp(settings) as app:
+            sdk_index = app.backend.vector_store._pinecone_index._target
+            real_upsert = sdk_index.upsert
+
+            def upsert(*args: Any, **kwargs: Any) -> Any:
+                if kwargs.get("namespace") == app.backend.namespace:
+                    threads.append(threading.current_thread().name)
+                    time.sleep(0.05)  # a service's latency, so the requests overlap
+                return real_upsert(*args, **kwargs)
+
+            sdk_index.upsert = upsert
+            report = app.ingest(documents(37))
+            catalogued = [i for record in app.documents() for i in record.chunk_ids()]
+            stored = app.backend.list_chunk_ids()
+            fetched = app.backend.fetch_nodes(catalogued)
+            app.backend.drop()
+    assert report.chunks_written == 37
+    assert len(threads) == 8 and len(set(threads)) == pinecone.UPSERT_CONCURRENCY
+    assert sorted(stored) == sorted(catalogued) and len(stored) == 37
+    assert sorted(fetched) == sorted(catalogued)
