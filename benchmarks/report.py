@@ -130,6 +130,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
                 )
             )
     found += _remote_open_targets(results.get("remote_open"))
+    found += _remote_ingest_targets(results.get("remote_ingest"))
     found += _sparse_quality_targets(results.get("sparse_quality"))
     for scale in results.get("scale", []):
         for name in ("memory", "chroma"):
@@ -280,6 +281,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += _image_section(results)
     lines += _cache_section(results)
     lines += _remote_open_section(results)
+    lines += _remote_ingest_section(results)
     lines += _sparse_quality_section(results)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -703,6 +705,87 @@ def _remote_open_section(results: dict[str, Any]) -> list[str]:
         "client; `pinecone-sparse` in a sparse index (PINECONE_SPARSE_INDEX).",
         "",
         *table(header, rows),
+    ]
+
+
+def _remote_ingest_targets(remote: dict[str, Any] | None) -> list[Target]:
+    if not remote:
+        return []
+    found = []
+    for name, row in remote["targets"].items():
+        found += [
+            Target(
+                f"remote ingest {name}: serial time / time at concurrency {remote['concurrency']}",
+                ">= 6x",
+                row["speedup"],
+                6.0,
+                True,
+            ),
+            Target(
+                f"remote ingest {name}: time / ideal (chunks / batch x latency / concurrency)",
+                "<= 1.3x",
+                row["of_ideal"],
+                1.3,
+            ),
+        ]
+    storm = remote["storm"]
+    intact = (
+        storm["ok"]
+        and storm["stored_ids_match_catalog"]
+        and storm["stored_chunks"] == remote["chunks"]
+        and storm["texts_embedded"] == remote["chunks"]
+    )
+    found.append(
+        Target(
+            "remote ingest in a 429 storm: chunks missing, duplicated or embedded twice",
+            "0",
+            0 if intact else abs(storm["stored_chunks"] - remote["chunks"]) + 1,
+            0,
+        )
+    )
+    return found
+
+
+def _remote_ingest_section(results: dict[str, Any]) -> list[str]:
+    remote = results.get("remote_ingest")
+    if not remote:
+        return []
+    header = ["target", "RAG_EMBED_CONCURRENCY", "seconds", "vs serial", "vs ideal", "lowest"]
+    rows = []
+    for name, target in remote["targets"].items():
+        serial = target["runs"]["1"]["seconds"]
+        for run in target["runs"].values():
+            rows.append(
+                (
+                    name,
+                    run["concurrency"],
+                    run["seconds"],
+                    round(serial / run["seconds"], 2),
+                    round(run["seconds"] / remote["ideal_s"], 2),
+                    run["lowest_limit"],
+                )
+            )
+    storm = remote["storm"]
+    return [
+        "## Remote ingest: OpenAI-style embeddings (300 ms a call) into Pinecone and Chroma",
+        "",
+        f"`RagApp.ingest` of {remote['chunks']} chunks (documents of 20 one-chunk paragraphs,",
+        f"distinct texts, empty embedding cache) in batches of {remote['batch']}, the loopback",
+        f"OpenAI-compatible server answering embeddings in {remote['latency_ms']} ms, into the",
+        "local Pinecone server or a `chroma run` server. RAG_EMBED_CONCURRENCY=1 is the serial",
+        "path (one request at a time, nothing pipelined). Ideal: chunks / batch x latency /",
+        f"concurrency = {remote['ideal_s']} s at {remote['concurrency']}. `lowest`: the lowest",
+        "adaptive limit reached. Details in [remote ingestion](remote-ingestion.md).",
+        "",
+        *table(header, rows),
+        "",
+        f"429 storm (Pinecone, concurrency {remote['concurrency']}): the server answered "
+        f"{storm['rate_limited']} of {storm['requests']} requests with 429 during the first",
+        f"{storm['storm_seconds']:g} s; the ingest took {storm['seconds']} s "
+        f"({storm['vs_no_storm']}x the run without the storm), limit cut {storm['limit_cuts']}",
+        f"times down to {storm['lowest_limit']}; {storm['stored_chunks']} chunks stored, "
+        f"{storm['duplicated_ids']} duplicated ids, {storm['texts_embedded']} texts embedded, ids",
+        f"matching the catalog: {storm['stored_ids_match_catalog']}.",
     ]
 
 

@@ -39,6 +39,7 @@ from benchmarks import (
     memory_store_bench,
     models_bench,
     query_bench,
+    remote_ingest_bench,
     remote_open_bench,
     sparse_quality_bench,
 )
@@ -69,6 +70,7 @@ ALL_SECTIONS = (
     "cache-thresholds",
     "cache-latency",
     "remote-open",
+    "remote-ingest",
     "sparse-quality",
 )
 #: The embedding batch-size sweep, real-embedding HNSW recall and the sparse-index quality
@@ -76,7 +78,7 @@ ALL_SECTIONS = (
 #: in --sections to run them.
 DEFAULT_SECTIONS = (
     "ingest,hybrid,models,e5-torch,scale,rss,answers,images,cache-thresholds,cache-latency,"
-    "remote-open"
+    "remote-open,remote-ingest"
 )
 #: Answer-cache latency: memory and embedded Chroma (the servers add only their round trips).
 CACHE_BACKENDS = ["memory", "chroma"]
@@ -96,6 +98,7 @@ SECTION_KEYS = {
     "cache-thresholds": ["cache_thresholds"],
     "cache-latency": ["cache_latency"],
     "remote-open": ["remote_open"],
+    "remote-ingest": ["remote_ingest"],
     "sparse-quality": ["sparse_quality"],
 }
 
@@ -119,6 +122,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--remote-sizes", default="10000,100000", help="remote-open store sizes (chunks)"
     )
     parser.add_argument(
+        "--remote-ingest-chunks",
+        type=int,
+        default=10_000,
+        help="chunks per remote-ingest run (OpenAI-style 300 ms embeddings)",
+    )
+    parser.add_argument(
         "--quality-questions", type=int, default=400, help="sparse-quality questions per dataset"
     )
     parser.add_argument(
@@ -140,6 +149,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.articles, args.sizes, args.rss_sizes = 3, "10000", "100000"
         args.queries, args.batch_texts, args.answers, args.images = 30, 16, 100, 16
         args.remote_sizes, args.quality_questions = "2000,10000", 50
+        args.remote_ingest_chunks = 2_000
     return args
 
 
@@ -296,6 +306,13 @@ def _store_sections(sections: Sections, args: argparse.Namespace, workdir: Path)
         results["remote_open"] = sections.run(
             "remote open",
             lambda: remote_open_bench.bench_remote_open(sizes(args.remote_sizes), workdir),
+        )
+    if "remote-ingest" in args.sections:
+        results["remote_ingest"] = sections.run(
+            "remote ingest",
+            lambda: remote_ingest_bench.bench_remote_ingest(
+                args.remote_ingest_chunks, workdir / "remote-ingest"
+            ),
         )
     if "rss" in args.sections:
         results["memory_rss"] = [

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     """
     embed_batch_size: int = _env("RAG_EMBED_BATCH_SIZE", 64, ge=1, le=2048)
     """Texts per embedding batch."""
+    embed_concurrency: int = _env("RAG_EMBED_CONCURRENCY", 8, ge=1, le=64)
+    """Embedding requests in flight at once to an `openai:` model (halved on each rate limit, then
+    grown back); 1 sends one at a time and pipelines nothing. Local models are compute-bound and
+    ignore it (see Remote ingestion).
+    """
     llm: str = _env("RAG_LLM", "auto")
     """Answers: `auto` (`openai:gpt-4o-mini` when OPENAI_API_KEY is set, else `extractive`),
     `extractive` (offline, quotes the best sentences) or `openai:<model>`.

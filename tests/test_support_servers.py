@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import math
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +182,45 @@ def test_injected_server_errors_surface_without_retries(log_path: Path) -> None:
         assert client.models.list().data
 
     assert [entry["status"] for entry in read_log(log_path)] == [500, 200]
+
+
+def test_embed_delay_answers_late_and_concurrent_requests_overlap(log_path: Path) -> None:
+    with running_openai_server(log_path=log_path, embed_delay_ms=300) as url:
+        client = openai.OpenAI(base_url=url, api_key="test-key", max_retries=0)
+        began = time.monotonic()
+
+        def create(text: str) -> Any:
+            return client.embeddings.create(model="text-embedding-3-small", input=text)
+
+        with ThreadPoolExecutor(4) as pool:
+            done = list(pool.map(create, ["one", "two", "three", "four"]))
+        elapsed = time.monotonic() - began
+        client.models.list()
+
+    assert [len(response.data) for response in done] == [1, 1, 1, 1]
+    assert elapsed >= 0.3
+    entries = read_log(log_path)
+    assert max(e["in_flight"] for e in entries if e["path"] == "/v1/embeddings") == 4
+    assert entries[-1]["path"] == "/v1/models" and entries[-1]["in_flight"] == 1
+
+
+def test_rate_limit_storm_fails_a_fraction_of_requests_then_clears(log_path: Path) -> None:
+    with (
+        running_openai_server(log_path=log_path, storm_rate=0.3, storm_seconds=1.0) as url,
+        httpx.Client(base_url=url, headers={"Authorization": "Bearer k"}) as http,
+    ):
+        body = {"model": "text-embedding-3-small", "input": "storm"}
+        during = [http.post("/embeddings", json=body) for _ in range(10)]
+        time.sleep(1.1)
+        after = [http.post("/embeddings", json=body).status_code for _ in range(10)]
+
+    statuses = [r.status_code for r in during]
+    assert statuses.count(429) == 3
+    assert [i for i, status in enumerate(statuses) if status == 429] == [3, 6, 9]
+    limited = during[3]
+    assert limited.json()["error"]["code"] == "rate_limit_exceeded"
+    assert float(limited.headers["retry-after-ms"]) > 0
+    assert after == [200] * 10
 
 
 def test_llamaindex_embedding_works_against_the_server(base_url: str) -> None:

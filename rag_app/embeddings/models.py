@@ -26,6 +26,12 @@ import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import PrivateAttr
 
+from rag_app.embeddings.remote import (
+    OPENAI_MAX_INPUTS,
+    AdaptiveLimit,
+    embed_in_order,
+    request_batches,
+)
 from rag_app.errors import ConfigError
 from rag_app.settings import Settings
 
@@ -109,7 +115,8 @@ class Embedder:
     Model calls from several threads (answer scoring runs beside retrieval) are serialised:
     a Hugging Face fast tokenizer raises "Already borrowed" when two threads use it at once.
     A model whose own engines are locked says so with `concurrent_calls = True` and is
-    called freely.
+    called freely. A remote model is given a `limit` (rag_app.embeddings.remote): its texts
+    are sent in requests of at most `request_inputs` texts, up to `limit.maximum` at once.
     """
 
     def __init__(
@@ -120,6 +127,8 @@ class Embedder:
         tokenize: Callable[[str], list],
         cache: EmbeddingCache | None = None,
         guard: Callable[[str], AbstractContextManager[None]] = lambda what: nullcontext(),
+        limit: AdaptiveLimit | None = None,
+        request_inputs: int = OPENAI_MAX_INPUTS,
     ) -> None:
         self.model = model
         #: Wraps every model call; remote models turn their failures into one-line errors.
@@ -130,10 +139,17 @@ class Embedder:
         self.cache = cache
         self.texts_embedded = 0
         self._dimension: int | None = None
-        self._calls: AbstractContextManager[Any] = (
-            nullcontext() if getattr(model, "concurrent_calls", False) else threading.Lock()
-        )
+        #: The adaptive cap on requests in flight of a remote model; None for a local one.
+        self.limit = limit
+        self.request_inputs = request_inputs
+        concurrent = limit is not None or getattr(model, "concurrent_calls", False)
+        self._calls: AbstractContextManager[Any] = nullcontext() if concurrent else threading.Lock()
         self._counting = threading.Lock()
+
+    @property
+    def concurrency(self) -> int:
+        """Requests this embedder may have in flight (1: one at a time, nothing pipelined)."""
+        return self.limit.maximum if self.limit is not None else 1
 
     @property
     def dimension(self) -> int:
@@ -151,7 +167,16 @@ class Embedder:
         # Longest first: each model batch then holds texts of similar length, so little
         # padding is computed (sentence-transformers sorts only within one batch).
         order = sorted(todo, key=lambda h: len(todo[h]), reverse=True)
-        for start in range(0, len(order), CACHE_COMMIT_TEXTS):
+        if self.limit is not None:
+            # One request per part, several at once; each part is committed as it arrives.
+            batches = request_batches([todo[h] for h in order], self.request_inputs)
+            parts = [order[b.start : b.stop] for b in batches]
+            embedded = embed_in_order(
+                lambda part: self._embed_and_cache(part, todo, False), parts, self.concurrency
+            )
+            for fresh in embedded:
+                cached.update(fresh)
+        for start in range(0, len(order) if self.limit is None else 0, CACHE_COMMIT_TEXTS):
             part = order[start : start + CACHE_COMMIT_TEXTS]
             cached.update(self._embed_and_cache(part, todo, show_progress))
         if not texts:
@@ -162,7 +187,8 @@ class Embedder:
         self, hashes: list[bytes], texts: dict[bytes, str], show_progress: bool
     ) -> list[tuple[bytes, np.ndarray]]:
         """Embed one part and commit it to the cache at once, so a kill loses one part."""
-        with self.guard(f"embedding {len(hashes)} texts"), self._calls:
+        slot = self.limit.slot() if self.limit is not None else nullcontext()
+        with self.guard(f"embedding {len(hashes)} texts"), self._calls, slot:
             vectors = self.model.get_text_embedding_batch(
                 [texts[h] for h in hashes], show_progress=show_progress
             )
@@ -274,14 +300,17 @@ def _openai_embedder(settings: Settings, model_name: str) -> Embedder:
 
     check_embedder_settings(settings)
     assert settings.openai_api_key is not None
+    concurrency = settings.embed_concurrency
+    limit = AdaptiveLimit(concurrency) if concurrency > 1 else None
+    request_inputs = min(settings.embed_batch_size, OPENAI_MAX_INPUTS)
     model = OpenAIEmbedding(
         model_name=model_name,
         api_key=settings.openai_api_key.get_secret_value(),
         api_base=settings.openai_base_url,
-        embed_batch_size=settings.embed_batch_size,
+        embed_batch_size=request_inputs,
         max_retries=0,
         timeout=settings.openai_timeout,
-        http_client=http_client(settings),
+        http_client=http_client(settings, on_status=limit.observe if limit else None),
     )
     return Embedder(
         model,
@@ -289,6 +318,8 @@ def _openai_embedder(settings: Settings, model_name: str) -> Embedder:
         OPENAI_DEFAULT_CHUNK_TOKENS,
         get_tokenizer(),
         guard=lambda what: openai_errors(what, settings),
+        limit=limit,
+        request_inputs=request_inputs,
     )
 
 

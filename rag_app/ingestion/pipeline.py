@@ -19,6 +19,13 @@ Crash safety (Ctrl-C, kill -9, a server dying) comes from the order of writes:
    durable.
 A re-run treats a pending document as changed and redoes 2-3, which overwrites what was
 written and deletes what is stale: the store ends with exactly the new chunks.
+
+With a remote embedder (RAG_EMBED_CONCURRENCY > 1) chunking and embedding are pipelined with
+writing: worker threads chunk and embed up to EMBED_AHEAD + 1 groups ahead while this thread
+writes, so the wait for the embedding service and the wait for the store overlap
+(docs/remote-ingestion.md). Writes, records and checkpoints still happen here, one group
+after another in order, so the steps above are unchanged; what runs ahead only fills the
+embedding cache.
 """
 
 from __future__ import annotations
@@ -26,7 +33,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -57,6 +67,8 @@ CHECKPOINT_SECONDS = 30.0
 CHECKPOINT_COST_RATIO = 20
 #: Ingests of fewer characters (about 200 chunks) show no progress bar.
 PROGRESS_MIN_CHARS = 200_000
+#: Groups a remote embedder may embed ahead of the group being written.
+EMBED_AHEAD = 2
 
 
 class ChangeListener(Protocol):
@@ -274,8 +286,8 @@ class Ingestor:
         unfinished: list[PendingDocument] = []
         last_checkpoint = time.monotonic()
         interval = CHECKPOINT_SECONDS
-        with bar:
-            for group, progress in groups:
+        with bar, closing(self._embedded(groups)) as ready:
+            for group, progress in ready:
                 self._write_group(group, report)
                 unfinished.extend(p for p in group if p.last)
                 bar.update(progress)
@@ -286,13 +298,52 @@ class Ingestor:
                     last_checkpoint = time.monotonic()
             self._checkpoint(unfinished)
 
+    def _embedded(
+        self, groups: Iterable[tuple[list[PendingDocument], int]]
+    ) -> Iterator[tuple[list[PendingDocument], int]]:
+        """`groups` in order, each with its chunks embedded; a remote embedder runs ahead."""
+        if self.embedder.concurrency <= 1:
+            for item in groups:
+                self._embed_group(item[0])
+                yield item
+            return
+        # One thread chunks (a generator has one caller at a time: the pool's one worker), two
+        # embed, so requests keep flowing across a group boundary (the embedder's limit caps
+        # the requests in flight of both); this thread only writes.
+        source = iter(groups)
+        chunking = ThreadPoolExecutor(1, thread_name_prefix="rag-ingest-chunk")
+        embedding = ThreadPoolExecutor(EMBED_AHEAD, thread_name_prefix="rag-ingest-embed")
+
+        def next_group() -> tuple[tuple[list[PendingDocument], int], Future[None]] | None:
+            item = next(source, None)
+            return None if item is None else (item, embedding.submit(self._embed_group, item[0]))
+
+        ahead = deque(chunking.submit(next_group) for _ in range(EMBED_AHEAD + 1))
+        try:
+            while ahead:
+                started = ahead.popleft().result()
+                if started is None:
+                    return
+                ahead.append(chunking.submit(next_group))
+                item, embedded = started
+                embedded.result()
+                yield item
+        finally:
+            chunking.shutdown(wait=True, cancel_futures=True)
+            for step in ahead:  # all done or cancelled now
+                if not step.cancelled() and step.exception() is None and step.result():
+                    step.result()[1].cancel()
+            embedding.shutdown(wait=True, cancel_futures=True)
+
+    def _embed_group(self, group: list[PendingDocument]) -> None:
+        nodes = [n for p in group for n in p.nodes if n.embedding is None]
+        vectors = self.embedder.embed_texts([searched_text(n) for n in nodes])
+        for node, vector in zip(nodes, vectors, strict=True):
+            node.embedding = vector.tolist()
+
     def _write_group(self, group: list[PendingDocument], report: IngestReport) -> None:
         nodes = [n for p in group for n in p.nodes]
         texts = [searched_text(n) for n in nodes]
-        unembedded = [i for i, n in enumerate(nodes) if n.embedding is None]
-        vectors = self.embedder.embed_texts([texts[i] for i in unembedded])
-        for i, vector in zip(unembedded, vectors, strict=True):
-            nodes[i].embedding = vector.tolist()
         self.backend.put_documents(
             DocRecord(
                 p.record.doc_id,

@@ -15,7 +15,8 @@ contract every backend keeps (each fix is covered by the conformance suite):
   index that refuses filtered deletes raises instead of deleting by prefix;
 - `namespace=None` (the default) reached the SDK, which sends it as JSON null in delete
   requests: we store "" (Pinecone's default namespace), so every call passes a string;
-- upserts are split by Pinecone's request limits (1000 vectors, 2 MB), not a fixed count;
+- upserts are split by Pinecone's request limits (1000 vectors, 2 MB), not a fixed count, and
+  the parts are sent UPSERT_CONCURRENCY at a time (each is ~100 ms of waiting on the service);
 - numpy floats in embeddings (`list(array)`) made the SDK's JSON encoder fail, where memory and
   Chroma accept them: we send plain floats.
 The catalog is a side namespace `<namespace>__catalog` of the same index.
@@ -30,6 +31,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import cached_property
 from typing import Any
@@ -59,6 +61,8 @@ MAX_UPSERT_VECTORS = 1000
 MAX_UPSERT_BYTES = 2 * 1024 * 1024
 #: Headroom under MAX_UPSERT_BYTES for the JSON around each vector.
 REQUEST_OVERHEAD = 64 * 1024
+#: Upsert requests of one write in flight at once (1,536-d vectors: ~60 per 2 MB request).
+UPSERT_CONCURRENCY = 4
 FETCH_BATCH = 100
 #: Retries of data-plane calls, on top of the SDK's own (see the module docstring).
 RETRY_POLICY = DEFAULT_POLICY
@@ -72,8 +76,18 @@ class FixedPineconeVectorStore(PineconeVectorStore):
 
     def add(self, nodes: list[BaseNode], **add_kwargs: Any) -> list[str]:
         entries = [_entry(n, self.flat_metadata) for n in nodes]
-        for part in split_upserts(entries):
+        parts = list(split_upserts(entries))
+
+        def upsert(part: list[dict[str, Any]]) -> None:
             self._pinecone_index.upsert(vectors=part, namespace=self.namespace, show_progress=False)
+
+        if len(parts) <= 1:
+            for part in parts:
+                upsert(part)
+        else:
+            # Every id is in one part only, so the parts may land in any order.
+            with ThreadPoolExecutor(min(UPSERT_CONCURRENCY, len(parts))) as pool:
+                list(pool.map(upsert, parts))
         return [n.node_id for n in nodes]
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:

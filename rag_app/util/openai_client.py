@@ -11,7 +11,7 @@ still fails into a `RemoteServiceError` naming the server, the call, the cause a
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -31,11 +31,26 @@ CONNECT_TIMEOUT = 3.0
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
-def http_client(settings: Settings) -> httpx.Client:
-    """The client every OpenAI call goes through: timeouts and bounded retries."""
-    client = httpx.Client(timeout=httpx.Timeout(settings.openai_timeout, connect=CONNECT_TIMEOUT))
+def http_client(settings: Settings, on_status: Callable[[int], None] | None = None) -> httpx.Client:
+    """The client every OpenAI call goes through: timeouts and bounded retries.
+
+    `on_status` hears every status answered (the embedder's adaptive concurrency limit). The
+    connection pool holds RAG_EMBED_CONCURRENCY connections at least, so concurrent requests
+    reuse them instead of opening new ones.
+    """
+    connections = max(settings.embed_concurrency, 10)
+    client = httpx.Client(
+        timeout=httpx.Timeout(settings.openai_timeout, connect=CONNECT_TIMEOUT),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+    )
     policy = replace(DEFAULT_POLICY, max_seconds=settings.retry_seconds)
-    install_retries(client, "OpenAI-compatible server", policy, connect_timeout=CONNECT_TIMEOUT)
+    install_retries(
+        client,
+        "OpenAI-compatible server",
+        policy,
+        connect_timeout=CONNECT_TIMEOUT,
+        on_status=on_status,
+    )
     return client
 
 

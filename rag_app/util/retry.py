@@ -5,7 +5,10 @@ ordinary events; an ingest that dies on the first one leaves the user to re-run 
 Only failures that can succeed on a later attempt are retried: connection refused or reset,
 timeouts and the statuses 408, 429 and 5xx. Any other error (a 400 for a bad request, a 404
 for a missing collection) is the caller's and fails at once. Retries are bounded in attempts
-and in time, and the jitter keeps many clients from retrying in lockstep.
+and in time, and the jitter keeps many clients from retrying in lockstep. A rate limit (429)
+is bounded in time only, and its Retry-After (`retry-after-ms` or `retry-after`) is the wait:
+a rate limit that clears within the time budget never fails the call, however many attempts
+it takes while several calls share the quota.
 
 chromadb's `HttpClient` retries nothing, so `RetryingTransport` wraps its HTTP transport.
 The Pinecone SDK (9.1) retries these failures itself, but its data-plane `Index` ignores the
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -65,9 +69,27 @@ DEFAULT_POLICY = RetryPolicy()
 class TransientStatusError(Exception):
     """A server answered with a status that may succeed on a later attempt."""
 
-    def __init__(self, status: int, target: str) -> None:
+    def __init__(self, status: int, target: str, retry_after: float | None = None) -> None:
         super().__init__(f"{target} answered HTTP {status}")
         self.status = status
+        #: Seconds the server asked to wait (Retry-After), if it said.
+        self.retry_after = retry_after
+
+
+def retry_after_seconds(headers: httpx.Headers) -> float | None:
+    """The wait a response asks for: OpenAI's `retry-after-ms`, else `retry-after` in seconds."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            value = float(headers.get(name, ""))
+        except ValueError:
+            continue
+        if value >= 0:
+            return value * scale
+    return None
+
+
+def _rate_limited(exc: BaseException | None) -> bool:
+    return getattr(exc, "status", None) == 429 or getattr(exc, "status_code", None) == 429
 
 
 class RetriesExhaustedError(RagAppError):
@@ -99,12 +121,27 @@ def call_with_retries(call: Callable[[], T], what: str, policy: RetryPolicy = DE
     Raises `RetriesExhaustedError`, naming `what`, the attempts and the last failure, when the
     policy's attempts or time run out.
     """
+    out_of_time = stop_before_delay(policy.max_seconds)
+    out_of_attempts = stop_after_attempt(policy.attempts)
+    backoff = wait_exponential_jitter(
+        multiplier=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter
+    )
+
+    def stop(state: RetryCallState) -> bool:
+        if out_of_time(state):
+            return True
+        return out_of_attempts(state) and not _rate_limited(_failure(state))
+
+    def wait(state: RetryCallState) -> float:
+        asked = getattr(_failure(state), "retry_after", None)
+        if asked is None:
+            return backoff(state)
+        return min(asked, policy.max_seconds) + random.uniform(0, policy.jitter / 10)
+
     retrying = Retrying(
         retry=retry_if_exception(is_transient),
-        stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.max_seconds),
-        wait=wait_exponential_jitter(
-            multiplier=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter
-        ),
+        stop=stop,
+        wait=wait,
         before_sleep=lambda state: _log_retry(what, state),
     )
     try:
@@ -122,12 +159,23 @@ def call_with_retries(call: Callable[[], T], what: str, policy: RetryPolicy = DE
         ) from last
 
 
+def _failure(state: RetryCallState) -> BaseException | None:
+    return state.outcome.exception() if state.outcome is not None else None
+
+
 def _log_retry(what: str, state: RetryCallState) -> None:
     outcome = state.outcome
     error = outcome.exception() if outcome is not None else None
     wait = state.next_action.sleep if state.next_action is not None else 0.0
-    log.warning(
-        "%s: attempt %d failed (%s); retrying in %.1f s", what, state.attempt_number, error, wait
+    # A rate limit is the service pacing concurrent calls, expected while ingesting at speed.
+    level = logging.INFO if _rate_limited(error) else logging.WARNING
+    log.log(
+        level,
+        "%s: attempt %d failed (%s); retrying in %.1f s",
+        what,
+        state.attempt_number,
+        error,
+        wait,
     )
 
 
@@ -165,6 +213,7 @@ class RetryingTransport(httpx.BaseTransport):
         name: str,
         policy: RetryPolicy = DEFAULT_POLICY,
         connect_timeout: float | None = None,
+        on_status: Callable[[int], None] | None = None,
     ) -> None:
         self.inner = inner
         self.name = name
@@ -172,6 +221,9 @@ class RetryingTransport(httpx.BaseTransport):
         #: Caps the connect phase of every request, whatever timeout the caller sets (the
         #: OpenAI client applies its one `timeout` to connecting too).
         self.connect_timeout = connect_timeout
+        #: Told every status answered, retried ones included (an adaptive concurrency limit
+        #: halves on 429 and grows on success: rag_app.embeddings.remote).
+        self.on_status = on_status
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         what = f"{self.name}: {request.method} {request.url.path}"
@@ -184,10 +236,13 @@ class RetryingTransport(httpx.BaseTransport):
 
     def _send(self, request: httpx.Request, what: str) -> httpx.Response:
         response = self.inner.handle_request(request)
+        if self.on_status is not None:
+            self.on_status(response.status_code)
         if response.status_code in TRANSIENT_STATUSES:
             response.read()
             response.close()
-            raise TransientStatusError(response.status_code, what)
+            after = retry_after_seconds(response.headers)
+            raise TransientStatusError(response.status_code, what, after)
         return response
 
     def close(self) -> None:
@@ -199,23 +254,29 @@ def install_retries(
     name: str,
     policy: RetryPolicy = DEFAULT_POLICY,
     connect_timeout: float | None = None,
+    on_status: Callable[[int], None] | None = None,
 ) -> None:
     """Route every request of `session` (proxies included) through one `RetryingTransport`.
 
     Idempotent: clients that share a session (chromadb caches one per server) are wrapped once,
-    and the latest `name` and `policy` apply.
+    and the latest `name`, `policy` and `on_status` apply.
     """
-    session._transport = _retrying(session._transport, name, policy, connect_timeout)
+    options = (name, policy, connect_timeout, on_status)
+    session._transport = _retrying(session._transport, *options)
     for pattern, transport in list(session._mounts.items()):
         if transport is not None:
-            session._mounts[pattern] = _retrying(transport, name, policy, connect_timeout)
+            session._mounts[pattern] = _retrying(transport, *options)
 
 
 def _retrying(
-    transport: httpx.BaseTransport, name: str, policy: RetryPolicy, connect_timeout: float | None
+    transport: httpx.BaseTransport,
+    name: str,
+    policy: RetryPolicy,
+    connect_timeout: float | None,
+    on_status: Callable[[int], None] | None,
 ) -> RetryingTransport:
     if isinstance(transport, RetryingTransport):
         transport.name, transport.policy = name, policy
-        transport.connect_timeout = connect_timeout
+        transport.connect_timeout, transport.on_status = connect_timeout, on_status
         return transport
-    return RetryingTransport(transport, name, policy, connect_timeout)
+    return RetryingTransport(transport, name, policy, connect_timeout, on_status)

@@ -19,6 +19,11 @@ Every `/v1` request is appended to a JSONL log (`--log`) before it is answered, 
 Authorization value replaced by a presence flag. `--fail-first N` answers the first N `/v1`
 requests with 429 (or `--fail-status`: 401, 500, 503), to test client retries and refusals;
 `--delay S` answers every `/v1` request S seconds late, to test timeouts.
+`--embed-delay-ms N` answers embeddings N ms late (a remote embedding service's latency), and
+`--storm-rate P --storm-seconds S` answers a fraction P of the `/v1` requests with 429 (with
+Retry-After) for S seconds from the first one (a rate-limit storm; every 1/P-th request, so a
+run is reproducible). Each log entry carries `in_flight`, the `/v1` requests being answered
+when it arrived (itself included), so a test can see a client's concurrency.
 
 For LLM-as-judge tests, `--script FILE` scripts chat replies: a JSON list of rules
 `{"contains": text, "reply"?: text, "refusal"?: text, "status"?: code, "delay_ms"?: n,
@@ -96,6 +101,9 @@ class ServerOptions:
     #: Seconds every `/v1` request waits before it is answered (a slow server).
     delay: float = 0.0
     echo_tail: bool = False
+    embed_delay_ms: int = 0
+    storm_rate: float = 0.0
+    storm_seconds: float = 0.0
 
 
 @dataclass
@@ -203,6 +211,9 @@ class OpenAICompatibleServer(ThreadingHTTPServer):
         self._lock = threading.Lock()
         self._faults_left = options.fail_first
         self._ids = itertools.count(1)
+        self._storm_started: float | None = None
+        self._storm_requests = 0
+        self.in_flight = 0
         #: Generated images answered by URL, by file name.
         self.files: dict[str, bytes] = {}
         self.rules: list[dict[str, Any]] = (
@@ -228,6 +239,25 @@ class OpenAICompatibleServer(ThreadingHTTPServer):
                 return False
             self._faults_left -= 1
             return True
+
+    def take_storm_fault(self) -> bool:
+        """True for every 1/storm_rate-th request within storm_seconds of the first request."""
+        with self._lock:
+            now = time.monotonic()
+            if self._storm_started is None:
+                self._storm_started = now
+            rate = self.options.storm_rate
+            if rate <= 0 or now - self._storm_started > self.options.storm_seconds:
+                return False
+            n = self._storm_requests
+            self._storm_requests += 1
+            return math.floor((n + 1) * rate) > math.floor(n * rate)
+
+    def entered(self, change: int) -> int:
+        """Count a `/v1` request in (+1) or out (-1); the number in flight after."""
+        with self._lock:
+            self.in_flight += change
+            return self.in_flight
 
     def next_id(self) -> int:
         with self._lock:
@@ -268,15 +298,22 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.send_reply(found or Reply(404, {"error": {"message": "no such file"}}))
             return
         body = parse_json(raw)
-        time.sleep(self.server.options.delay)
-        reply = self.decide(path, body)
-        self.server.record(self.log_entry(path, body, raw, reply.status))
+        in_flight = self.server.entered(+1)
+        try:
+            time.sleep(self.server.options.delay)
+            reply = self.decide(path, body)
+        finally:
+            self.server.entered(-1)
+        entry = self.log_entry(path, body, raw, reply.status)
+        self.server.record({**entry, "in_flight": in_flight})
         self.send_reply(reply)
 
     def decide(self, path: str, body: Any) -> Reply:
         try:
             if self.server.take_fault():
                 raise injected_fault(self.server.options.fail_status)
+            if self.server.take_storm_fault():
+                raise injected_fault(429)
             if not BEARER.fullmatch(self.headers.get("Authorization", "").strip()):
                 raise ApiError(
                     401,
@@ -378,6 +415,7 @@ def list_models() -> Reply:
 
 def embeddings(body: dict[str, Any], options: ServerOptions) -> Reply:
     texts = input_texts(body.get("input"))
+    time.sleep(options.embed_delay_ms / 1000)
     dim = int(body.get("dimensions") or options.dim)
     encoding_format = body.get("encoding_format") or "float"
     data = [
@@ -539,6 +577,12 @@ def option_arguments(options: ServerOptions) -> list[str]:
         str(options.delay_ms),
         "--delay",
         str(options.delay),
+        "--embed-delay-ms",
+        str(options.embed_delay_ms),
+        "--storm-rate",
+        str(options.storm_rate),
+        "--storm-seconds",
+        str(options.storm_seconds),
     ]
     if options.script_path is not None:
         arguments += ["--script", str(options.script_path)]
@@ -564,6 +608,9 @@ def running_openai_server(
     logprobs: bool = False,
     delay: float = 0.0,
     echo_tail: bool = False,
+    embed_delay_ms: int = 0,
+    storm_rate: float = 0.0,
+    storm_seconds: float = 0.0,
     startup_timeout: float = 30.0,
 ) -> Iterator[str]:
     """Run the server as a subprocess on a free port; yield its base URL (`.../v1`)."""
@@ -582,6 +629,9 @@ def running_openai_server(
         logprobs,
         delay,
         echo_tail,
+        embed_delay_ms,
+        storm_rate,
+        storm_seconds,
     )
     command = [
         sys.executable,
@@ -654,6 +704,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--delay", type=float, default=0.0, help="seconds to wait before answering each request"
     )
+    parser.add_argument(
+        "--embed-delay-ms", type=int, default=0, help="delay every embeddings reply"
+    )
+    parser.add_argument(
+        "--storm-rate", type=float, default=0.0, help="fraction of requests answered with 429"
+    )
+    parser.add_argument(
+        "--storm-seconds",
+        type=float,
+        default=0.0,
+        help="how long the 429 storm lasts, from the first /v1 request",
+    )
     return parser.parse_args(argv)
 
 
@@ -670,6 +732,9 @@ def main(argv: list[str] | None = None) -> None:
         args.logprobs,
         args.delay,
         args.echo_tail,
+        args.embed_delay_ms,
+        args.storm_rate,
+        args.storm_seconds,
     )
     with OpenAICompatibleServer((args.host, args.port), options) as server:
         print(f"serving on http://{args.host}:{server.server_port}/v1", flush=True)
