@@ -52,6 +52,7 @@ import numpy as np
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.schema import (
     BaseNode,
+    TextNode,
 )
 from llama_index.core.vector_stores.types import (
     BasePydanticVectorStore,
@@ -190,6 +191,16 @@ class MemoryVectorStore(BasePydanticVectorStore):
             else:
                 rows = [r for r in map(table.row_of.get, node_ids) if r is not None and keep[r]]
             return [table.node_at(r) for r in rows]
+
+    def node_ids(self) -> list[str]:
+        """Every stored id, without building the nodes."""
+        with self._lock:
+            return list(self._table.ids[: self._table.size])
+
+    def get_nodes_with_vectors(self, node_ids: list[str]) -> list[TextNode]:
+        """Nodes by id with their (L2-normalised) vectors, to copy them to another store."""
+        with self._lock:
+            return self._table.nodes_with_vectors(node_ids)
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """Top-k cosine similarity search honouring filters, doc_ids and node_ids."""
