@@ -74,8 +74,13 @@ class KeywordSearch(Protocol):
 
 
 def keyword_dir(settings: Settings, backend: Backend) -> Path:
-    """Where the local keyword index of `backend`'s collection lives under RAG_DATA_DIR."""
-    where = f"{backend.location}|{getattr(backend, 'namespace', '')}"
+    """Where the local keyword index of `backend`'s collection lives under RAG_DATA_DIR.
+
+    A Chroma location is the client's (path or server), shared by its collections: the
+    collection's name is part of the key, so two collections never share one index.
+    """
+    collection = getattr(backend, "namespace", "") or getattr(backend, "collection_name", "")
+    where = f"{backend.location}|{collection}"
     digest = hashlib.sha256(where.encode("utf-8")).hexdigest()[:12]
     return settings.data_dir / "keyword" / f"{backend.name}-{digest}"
 
