@@ -37,6 +37,7 @@ from benchmarks import (
     image_bench,
     ingest_bench,
     memory_store_bench,
+    migrate_bench,
     models_bench,
     query_bench,
     remote_open_bench,
@@ -70,13 +71,14 @@ ALL_SECTIONS = (
     "cache-latency",
     "remote-open",
     "sparse-quality",
+    "migrate",
 )
 #: The embedding batch-size sweep, real-embedding HNSW recall and the sparse-index quality
 #: comparison need minutes of encoding on 2 cores, so `make bench` leaves them out; name them
 #: in --sections to run them.
 DEFAULT_SECTIONS = (
     "ingest,hybrid,models,e5-torch,scale,rss,answers,images,cache-thresholds,cache-latency,"
-    "remote-open"
+    "remote-open,migrate"
 )
 #: Answer-cache latency: memory and embedded Chroma (the servers add only their round trips).
 CACHE_BACKENDS = ["memory", "chroma"]
@@ -96,6 +98,7 @@ SECTION_KEYS = {
     "cache-thresholds": ["cache_thresholds"],
     "cache-latency": ["cache_latency"],
     "remote-open": ["remote_open"],
+    "migrate": ["migrate"],
     "sparse-quality": ["sparse_quality"],
 }
 
@@ -118,6 +121,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--remote-sizes", default="10000,100000", help="remote-open store sizes (chunks)"
     )
+    parser.add_argument("--migrate-size", type=int, default=100_000, help="chunks migrated")
     parser.add_argument(
         "--quality-questions", type=int, default=400, help="sparse-quality questions per dataset"
     )
@@ -140,6 +144,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.articles, args.sizes, args.rss_sizes = 3, "10000", "100000"
         args.queries, args.batch_texts, args.answers, args.images = 30, 16, 100, 16
         args.remote_sizes, args.quality_questions = "2000,10000", 50
+        args.migrate_size = 5_000
     return args
 
 
@@ -296,6 +301,11 @@ def _store_sections(sections: Sections, args: argparse.Namespace, workdir: Path)
         results["remote_open"] = sections.run(
             "remote open",
             lambda: remote_open_bench.bench_remote_open(sizes(args.remote_sizes), workdir),
+        )
+    if "migrate" in args.sections:
+        results["migrate"] = sections.run(
+            "migrate vs raw writes",
+            lambda: migrate_bench.bench_migrate(args.migrate_size, workdir / "migrate"),
         )
     if "rss" in args.sections:
         results["memory_rss"] = [

@@ -227,7 +227,7 @@ class ChromaBackend(Backend):
                 got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True
             ):
                 node = metadata_dict_to_node(metadata, text=text)
-                node.embedding = [float(v) for v in vector]
+                node.embedding = vector.tolist() if hasattr(vector, "tolist") else list(vector)
                 nodes[node_id] = node
         return nodes
 
