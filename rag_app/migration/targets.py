@@ -6,8 +6,8 @@ RAG_DATA_DIR, the embedding model, the retriever), then takes, in increasing pri
    `RAG_TO_CHROMA_HOST`, `RAG_TO_PINECONE_INDEX`, `RAG_TO_COLLECTION`, `RAG_TO_DATA_DIR`, ...;
 2. the command's flags (`--to-collection`, `--chroma-host`, `--pinecone-host`, ...), or the
    keyword arguments of `RagApp.migrate_to` (field names: `chroma_host=...`).
-An empty value clears a setting: `--chroma-host ''` (or `RAG_TO_CHROMA_HOST=`) means embedded
-Chroma even when the source is a Chroma server.
+An empty flag value clears a setting: `--chroma-host ''` means embedded Chroma even when the
+source is a Chroma server. An empty variable is unset, as every variable of `Settings` is.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def target_settings(source: Settings, store: str, **overrides: Any) -> Settings:
     environment = {**from_files, **{k.upper(): v for k, v in os.environ.items()}}
     for field in TARGET_FIELDS:
         variable = prefixed_variable(field)
-        if variable in environment:
+        if environment.get(variable):  # empty is unset, as for every variable (Settings)
             values[field] = environment[variable]
     for field, value in overrides.items():
         if field not in TARGET_FIELDS:
