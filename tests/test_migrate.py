@@ -288,3 +288,22 @@ def test_resume_flag_copies_over_a_target_that_holds_data(
             app.migrate_to("memory", data_dir=tmp_path / "target")
         report = app.migrate_to("memory", data_dir=tmp_path / "target", policy="resume")
     assert report.verification is not None and report.verification.ok
+
+
+def test_answers_flag_copies_the_answer_cache_and_its_entries_still_hit(
+    make_settings: Callable[..., Settings], embedder: Embedder, tmp_path: Path
+) -> None:
+    cached = {"cache": "exact", "cache_extractive": True}
+    settings = make_settings(**cached)
+    synthetic_source(settings, embedder.model_id, documents=4, per_doc=3)
+    question = "벡터 데이터베이스 이전은 무엇인가요?"
+    with RagApp(settings, embedder=embedder) as app:
+        answer = app.query(question)
+        assert app.answer_cache.stats().entries == 1
+        report = app.migrate_to("chroma", data_dir=tmp_path / "target", answers=True)
+    assert report.collections == ["chunks", "answers"] and report.verification.ok
+    moved = target_settings(settings, "chroma", data_dir=tmp_path / "target")
+    with RagApp(moved, embedder=embedder) as target:
+        assert target.answer_cache.stats().entries == 1
+        assert target.query(question).text == answer.text
+        assert target.answer_cache.stats().hits >= 1

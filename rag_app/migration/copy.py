@@ -126,11 +126,14 @@ def copy_part(
     if state is not None and state.get("finished"):
         bar.update(len(part.ids))
         return True
-    resumed = state is not None
+    resumed = state is not None and state.get("prepared", False)
     done = int(state["done"]) if resumed and state.get("ids") == part.digest else 0
     if not resumed:
+        # Saved first: a run killed while preparing is this migration's own on the re-run
+        # (which prepares again: dropping and writing the manifest are idempotent).
+        checkpoint.save(part.name, done=0, ids=part.digest, prepared=False)
         _prepare_target(part, policy)
-        checkpoint.save(part.name, done=0, ids=part.digest)
+        checkpoint.save(part.name, done=0, ids=part.digest, prepared=True)
     keyword = part.keyword() if part.keyword else None
     bar.update(done)
     saved = time.monotonic()
@@ -144,7 +147,7 @@ def copy_part(
         bar.update(len(group))
         if part.target.writes_through or time.monotonic() - saved >= CHECKPOINT_SECONDS:
             part.target.flush()
-            checkpoint.save(part.name, done=done, ids=part.digest)
+            checkpoint.save(part.name, done=done, ids=part.digest, prepared=True)
             saved = time.monotonic()
     part.target.flush()
     if part.records:
@@ -154,7 +157,7 @@ def copy_part(
             keyword.rebuild()  # the chunks of the killed run's batches were never indexed
         else:
             keyword.commit()
-    checkpoint.save(part.name, done=done, ids=part.digest, finished=True)
+    checkpoint.save(part.name, done=done, ids=part.digest, prepared=True, finished=True)
     return resumed
 
 
