@@ -11,7 +11,8 @@ import argparse
 from typing import Any
 
 from rag_app.cli.common import EXIT_SKIPPED
-from rag_app.settings import Settings
+from rag_app.migration.targets import prefixed_variable
+from rag_app.settings import Settings, env_name
 
 #: Flag -> target setting (field name); each also reads RAG_TO_<VARIABLE>.
 TARGET_FLAGS = {
@@ -37,8 +38,12 @@ def add_migrate_command(commands: Any) -> None:
         "settings: the source's, changed by RAG_TO_* variables (RAG_TO_CHROMA_HOST, "
         "RAG_TO_PINECONE_INDEX, ...) and by these flags; an empty value clears one.",
     )
-    migrate.add_argument("--to", required=True, choices=["memory", "chroma", "pinecone"])
-    migrate.add_argument("--to-collection", help="target collection (default: the same name)")
+    migrate.add_argument(
+        "--to", required=True, choices=["memory", "chroma", "pinecone"], help="the target store"
+    )
+    migrate.add_argument(
+        "--to-collection", metavar="NAME", help="target collection (default: the same name)"
+    )
     what = migrate.add_mutually_exclusive_group()
     what.add_argument(
         "--resume", action="store_true", help="copy over a target that already holds data"
@@ -52,7 +57,11 @@ def add_migrate_command(commands: Any) -> None:
     migrate.add_argument("--batch-size", type=int, default=1000, help="chunks per request")
     migrate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     for flag, field in TARGET_FLAGS.items():
-        migrate.add_argument(flag, dest=f"target_{field}", help=f"target {field}")
+        metavar = field.rsplit("_", 1)[-1].upper()
+        help_text = (
+            f"the target's {env_name(Settings.model_fields[field])} ({prefixed_variable(field)})"
+        )
+        migrate.add_argument(flag, dest=f"target_{field}", metavar=metavar, help=help_text)
 
 
 def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
