@@ -307,3 +307,26 @@ def test_answers_flag_copies_the_answer_cache_and_its_entries_still_hit(
         assert target.answer_cache.stats().entries == 1
         assert target.query(question).text == answer.text
         assert target.answer_cache.stats().hits >= 1
+
+
+def test_a_pinecone_target_with_a_sparse_index_gets_its_bm25_from_the_copied_chunks(
+    make_settings: Callable[..., Settings],
+    embedder: Embedder,
+    pinecone_local: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    settings = make_settings()
+    synthetic_source(settings, embedder.model_id, documents=3, per_doc=2)
+    collection = f"s{abs(hash(request.node.nodeid)) % 10**8}"
+    options = {"pinecone_host": pinecone_local, "pinecone_sparse_index": "migrate-sparse"}
+    with RagApp(settings, embedder=embedder) as app:
+        report = app.migrate_to("pinecone", to_collection=collection, **options)
+    assert report.verification is not None and report.verification.ok
+    moved = target_settings(settings, "pinecone", collection=collection, **options)
+    with RagApp(moved, embedder=embedder) as target:
+        try:
+            hits = target.keyword.search("문서 2의 1번째 조각", 3)
+            assert hits and hits[0][0] == chunk_ids("doc2.md", 2)[1]
+        finally:
+            target.keyword.drop()
+            target.backend.drop()
