@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from benchmarks.migrate_bench import migrate_section, migrate_targets
+
 MB_LIMIT_FACTOR = 2.0
 NUMPY_ROWS = {
     "raw_numpy": "numpy matmul + argpartition",
@@ -131,6 +133,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
             )
     found += _remote_open_targets(results.get("remote_open"))
     found += _remote_ingest_targets(results.get("remote_ingest"))
+    found += [Target(*row) for row in migrate_targets(results)]
     found += _sparse_quality_targets(results.get("sparse_quality"))
     for scale in results.get("scale", []):
         for name in ("memory", "chroma"):
@@ -282,6 +285,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += _cache_section(results)
     lines += _remote_open_section(results)
     lines += _remote_ingest_section(results)
+    lines += migrate_section(results, table)
     lines += _sparse_quality_section(results)
     return "\n".join(lines).rstrip() + "\n"
 

@@ -37,6 +37,7 @@ from benchmarks import (
     image_bench,
     ingest_bench,
     memory_store_bench,
+    migrate_bench,
     models_bench,
     query_bench,
     remote_ingest_bench,
@@ -72,13 +73,14 @@ ALL_SECTIONS = (
     "remote-open",
     "remote-ingest",
     "sparse-quality",
+    "migrate",
 )
 #: The embedding batch-size sweep, real-embedding HNSW recall and the sparse-index quality
 #: comparison need minutes of encoding on 2 cores, so `make bench` leaves them out; name them
 #: in --sections to run them.
 DEFAULT_SECTIONS = (
     "ingest,hybrid,models,e5-torch,scale,rss,answers,images,cache-thresholds,cache-latency,"
-    "remote-open,remote-ingest"
+    "remote-open,remote-ingest,migrate"
 )
 #: Answer-cache latency: memory and embedded Chroma (the servers add only their round trips).
 CACHE_BACKENDS = ["memory", "chroma"]
@@ -99,6 +101,7 @@ SECTION_KEYS = {
     "cache-latency": ["cache_latency"],
     "remote-open": ["remote_open"],
     "remote-ingest": ["remote_ingest"],
+    "migrate": ["migrate"],
     "sparse-quality": ["sparse_quality"],
 }
 
@@ -121,6 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--remote-sizes", default="10000,100000", help="remote-open store sizes (chunks)"
     )
+    parser.add_argument("--migrate-size", type=int, default=100_000, help="chunks migrated")
     parser.add_argument(
         "--remote-ingest-chunks",
         type=int,
@@ -150,6 +154,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.queries, args.batch_texts, args.answers, args.images = 30, 16, 100, 16
         args.remote_sizes, args.quality_questions = "2000,10000", 50
         args.remote_ingest_chunks = 2_000
+        args.migrate_size = 5_000
     return args
 
 
@@ -313,6 +318,11 @@ def _store_sections(sections: Sections, args: argparse.Namespace, workdir: Path)
             lambda: remote_ingest_bench.bench_remote_ingest(
                 args.remote_ingest_chunks, workdir / "remote-ingest"
             ),
+        )
+    if "migrate" in args.sections:
+        results["migrate"] = sections.run(
+            "migrate vs raw writes",
+            lambda: migrate_bench.bench_migrate(args.migrate_size, workdir / "migrate"),
         )
     if "rss" in args.sections:
         results["memory_rss"] = [

@@ -9,7 +9,6 @@ LlamaIndex code and the CLI see the same documents and get the same answers.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -45,8 +44,8 @@ from rag_app.ingestion.loaders import (
     load_paths,
 )
 from rag_app.ingestion.pipeline import Ingestor, IngestReport, delete_documents
-from rag_app.retrieval.keyword_sync import KeywordSearch, KeywordSync
-from rag_app.retrieval.pinecone_sparse import check_sparse_index_settings, open_pinecone_keyword
+from rag_app.retrieval.keyword_sync import KeywordSearch, KeywordSync, open_keyword_search
+from rag_app.retrieval.pinecone_sparse import check_sparse_index_settings
 from rag_app.retrieval.rerank import build_reranker
 from rag_app.retrieval.retriever import HybridRetriever
 from rag_app.settings import Settings, check_question, check_top_k, load_settings
@@ -136,17 +135,7 @@ class RagApp:
         return cls(load_settings(**overrides), collection=collection)
 
     def _keyword_search(self) -> KeywordSearch | None:
-        """BM25 in Pinecone with PINECONE_SPARSE_INDEX, else the local index (none if dense)."""
-        if self.settings.retriever == "dense":
-            return None
-        if self.settings.pinecone_sparse_index:
-            return open_pinecone_keyword(self.backend, self.settings)
-        return KeywordSync(self.backend, self._keyword_dir())
-
-    def _keyword_dir(self) -> Path:
-        where = f"{self.backend.location}|{getattr(self.backend, 'namespace', '')}"
-        digest = hashlib.sha256(where.encode("utf-8")).hexdigest()[:12]
-        return self.settings.data_dir / "keyword" / f"{self.backend.name}-{digest}"
+        return open_keyword_search(self.backend, self.settings)
 
     @property
     def answerer(self) -> Answerer:
@@ -464,6 +453,16 @@ class RagApp:
         from rag_app.images.vision import reimagine
 
         return reimagine(self.settings, self.images, Path(image), Path(out_dir), prompt)
+
+    def migrate_to(self, to: str, to_collection: str | None = None, **options: Any) -> Any:
+        """Copy this collection to store `to` without re-embedding; returns a
+        `MigrationReport`. Options and target settings: `rag_app.migration.run.migrate`."""
+        from rag_app.migration.run import migrate
+
+        self.backend.flush()
+        return migrate(
+            self.settings, to, collection=self._collection, to_collection=to_collection, **options
+        )
 
     def close(self) -> None:
         answer_cache = self.__dict__.get("answer_cache")

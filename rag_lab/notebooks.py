@@ -32,6 +32,7 @@ __all__ = [
     "Stopwatch",
     "cleanup",
     "execute_notebook",
+    "migrate_chain",
     "namespace_count",
     "notebook_data_dir",
     "notebook_scale",
@@ -181,6 +182,40 @@ def namespace_count(index: Any, namespace: str) -> int:
 def top_doc_ids(sources: Sequence[Any]) -> list[str]:
     """The document id of each source, best first (file names, not full paths)."""
     return [Path(s.doc_id).name for s in sources]
+
+
+def migrate_chain(
+    source: Any,
+    hops: Sequence[tuple[str, dict[str, Any]]],
+    collection: str,
+    questions: Sequence[str],
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Migrate `source` (a RagApp) along `hops` (store, target settings), each hop from the
+    previous target, and answer `questions` on every copy; one table row per hop, and the
+    apps opened on the copies (for `cleanup`)."""
+    from rag_app.app import RagApp
+    from rag_app.migration.targets import target_settings
+
+    expected = {q: source.query(q, cache=False).text for q in questions}
+    rows, apps, current = [], [], source
+    for store, target in hops:
+        report = current.migrate_to(store, to_collection=collection, policy="replace", **target)
+        settings = target_settings(current.settings, store, collection=collection, **target)
+        current = RagApp(settings, embedder=source.embedder)
+        apps.append(current)
+        same = sum(current.query(q, cache=False).text == expected[q] for q in questions)
+        verification = report.verification
+        rows.append(
+            {
+                "to": store,
+                "chunks": report.chunks,
+                "seconds": round(report.seconds, 2),
+                "texts_embedded": report.texts_embedded,
+                "verified": bool(verification and verification.ok),
+                "identical_answers": f"{same}/{len(questions)}",
+            }
+        )
+    return rows, apps
 
 
 def plot_hits(results: Sequence[dict[str, Any]], ranks: Sequence[int] = (1, 3, 5, 10)):

@@ -14,6 +14,7 @@ from llama_index.core.vector_stores.types import (
     MetadataFilter,
     MetadataFilters,
     VectorStoreQuery,
+    VectorStoreQueryMode,
 )
 
 from rag_app.errors import EmbeddingMismatchError
@@ -457,3 +458,118 @@ def test_works_inside_a_vector_store_index() -> None:
     assert {r.node.ref_doc_id for r in retrieved} == {"d1", "d2"}
     index.delete_ref_doc("d1")
     assert [n.ref_doc_id for n in store.get_nodes()] == ["d2"]
+
+
+# LlamaIndex's vector-store contract, ported from llama-index-core's own tests
+# (tests/vector_stores/test_simple.py, `SimpleVectorStoreTest`): the same three nodes and filter
+# cases, each run on SimpleVectorStore and on MemoryVectorStore, which must answer alike.
+
+
+def contract_nodes() -> list[TextNode]:
+    """Three nodes as in llama-index-core's SimpleVectorStore tests (weights, ranks, lists)."""
+    specs = [
+        ("w1-a", [1.0, 0.0], {"weight": 1.0, "rank": "a", "quality": ["medium", "high"]}),
+        ("w2-c", [0.0, 1.0], {"weight": 2.0, "rank": "c", "quality": ["medium"]}),
+        ("w3-c", [1.0, 1.0], {"weight": 3.0, "rank": "c", "quality": ["low", "medium", "high"]}),
+    ]
+    return [
+        TextNode(
+            id_=node_id,
+            text="lorem ipsum",
+            embedding=vector,
+            metadata={**metadata, "identifier": f"6FTR78{node_id}"},
+            relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=f"test-{n}")},
+        )
+        for n, (node_id, vector, metadata) in enumerate(specs)
+    ]
+
+
+def contract_stores() -> list:
+    from llama_index.core.vector_stores import SimpleVectorStore
+
+    stores = [SimpleVectorStore(), MemoryVectorStore()]
+    for store in stores:
+        store.add(contract_nodes())
+    return stores
+
+
+@pytest.mark.parametrize(
+    ("operator", "key", "value", "expected"),
+    [
+        (FilterOperator.EQ, "weight", 1.0, 1),
+        (FilterOperator.NE, "weight", 1.0, 2),
+        (FilterOperator.GT, "weight", 1.5, 2),
+        (FilterOperator.GTE, "weight", 1.0, 3),
+        (FilterOperator.LTE, "weight", 1.0, 1),
+        (FilterOperator.IN, "rank", ["a", "c"], 3),
+        (FilterOperator.NIN, "rank", ["c"], 1),
+        (FilterOperator.CONTAINS, "quality", "high", 2),
+        (FilterOperator.TEXT_MATCH, "identifier", "6FTR78w", 3),
+        (FilterOperator.TEXT_MATCH_INSENSITIVE, "identifier", "6ftr78W2", 1),
+        (FilterOperator.ANY, "quality", ["high", "low"], 2),
+        (FilterOperator.ALL, "quality", ["medium", "high"], 2),
+        (FilterOperator.IS_EMPTY, "not_existed_key", None, 3),
+    ],
+)
+def test_filters_answer_as_simple_vector_store_does(
+    operator: FilterOperator, key: str, value: object, expected: int
+) -> None:
+    filters = MetadataFilters(filters=[MetadataFilter(key=key, operator=operator, value=value)])
+    answers = [
+        s.query(VectorStoreQuery(query_embedding=[1.0, 1.0], filters=filters, similarity_top_k=3))
+        for s in contract_stores()
+    ]
+    assert [len(a.ids) for a in answers] == [expected, expected]
+    assert answers[0].ids == answers[1].ids
+
+
+@pytest.mark.parametrize(
+    "operator", [FilterOperator.TEXT_MATCH, FilterOperator.TEXT_MATCH_INSENSITIVE]
+)
+def test_text_match_on_a_number_raises_type_error_like_simple_vector_store(
+    operator: FilterOperator,
+) -> None:
+    filters = MetadataFilters(filters=[MetadataFilter(key="weight", operator=operator, value="1")])
+    for store in contract_stores():
+        with pytest.raises(TypeError, match="should be strings"):
+            store.query(VectorStoreQuery(query_embedding=[1.0, 1.0], filters=filters))
+
+
+@pytest.mark.parametrize("threshold", [None, 0.0, 0.3, 1.0])
+def test_mmr_query_mode_matches_simple_vector_store(threshold: float | None) -> None:
+    from llama_index.core.vector_stores import SimpleVectorStore
+
+    vectors = random_vectors(12, dim=4, seed=3)
+    nodes = [make_node(f"n{i}", v) for i, v in enumerate(vectors)]
+    simple, memory = SimpleVectorStore(), MemoryVectorStore()
+    simple.add(nodes)
+    memory.add(nodes)
+    request = VectorStoreQuery(
+        query_embedding=[float(x) for x in vectors[0] + vectors[1]],
+        similarity_top_k=4,
+        mode=VectorStoreQueryMode.MMR,
+    )
+    options = {"mmr_threshold": threshold, "mmr_prefetch_k": 12}
+    expected = simple.query(request, **options)
+    found = memory.query(request, **options)
+    assert found.ids == expected.ids
+    assert found.similarities == pytest.approx(expected.similarities, abs=1e-5)
+    assert [n.node_id for n in found.nodes] == found.ids
+
+
+def test_mmr_with_threshold_one_is_the_plain_ranking() -> None:
+    store, vectors = filled_store()
+    plain = query(store, vectors[7], k=5)
+    mmr = query(store, vectors[7], k=5, mode=VectorStoreQueryMode.MMR)
+    assert (
+        store.query(
+            VectorStoreQuery(
+                query_embedding=[float(x) for x in vectors[7]],
+                similarity_top_k=5,
+                mode=VectorStoreQueryMode.MMR,
+            ),
+            mmr_threshold=1.0,
+        ).ids
+        == plain.ids
+    )
+    assert mmr.ids[0] == plain.ids[0] and len(mmr.ids) == 5

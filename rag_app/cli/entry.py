@@ -1,7 +1,8 @@
 """`rag-app` (also `python -m rag_app`): parse the command line and dispatch.
 
 Every user-fixable problem ends as one `error: ...` line and exit code 2, never a traceback;
-`ingest` exits 1 when any file was skipped, `docs check` when differences remain unrepaired.
+`ingest` exits 1 when any file was skipped, `docs check` when differences remain unrepaired,
+`migrate` when its verification finds a difference.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rag_app.cli.common import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USER_ERR
 from rag_app.cli.documents import COMMANDS, add_document_commands
 from rag_app.cli.eval import add_eval_commands, run_eval
 from rag_app.cli.images import SETTINGS_COMMANDS, add_image_commands
+from rag_app.cli.migrate import add_migrate_command, run_migrate
 from rag_app.errors import RagAppError
 
 
@@ -59,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(no source files needed; re-run to resume)",
     )
     reindex.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    add_migrate_command(commands)
 
     commands.add_parser("config", help="effective settings, secrets masked")
     commands.add_parser("stores", help="which backends are usable now, and why not")
@@ -133,6 +137,8 @@ def _run(args: argparse.Namespace) -> int:
         return run_eval(settings, args)
     if args.command == "reindex":
         return _reindex(settings, args)
+    if args.command == "migrate":
+        return run_migrate(settings, args)
     if args.command in SETTINGS_COMMANDS:
         return SETTINGS_COMMANDS[args.command](settings, args)
 

@@ -25,6 +25,7 @@ takes its place and BM25 runs in Pinecone; both are a `KeywordSearch`.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
 from collections.abc import Iterable, Sequence
@@ -34,6 +35,7 @@ from typing import Protocol
 
 from rag_app.errors import RagAppError
 from rag_app.retrieval.keyword_index import KeywordIndex
+from rag_app.settings import Settings
 from rag_app.stores.base import MANIFEST_KEY, Backend, DocRecord, searched_text
 from rag_app.util.files import file_signature, locked
 
@@ -69,6 +71,29 @@ class KeywordSearch(Protocol):
     def search(self, query: str, top_k: int) -> list[tuple[str, float]]: ...
 
     def drop(self) -> None: ...
+
+
+def keyword_dir(settings: Settings, backend: Backend) -> Path:
+    """Where the local keyword index of `backend`'s collection lives under RAG_DATA_DIR.
+
+    A Chroma location is the client's (path or server), shared by its collections: the
+    collection's name is part of the key, so two collections never share one index.
+    """
+    collection = getattr(backend, "namespace", "") or getattr(backend, "collection_name", "")
+    where = f"{backend.location}|{collection}"
+    digest = hashlib.sha256(where.encode("utf-8")).hexdigest()[:12]
+    return settings.data_dir / "keyword" / f"{backend.name}-{digest}"
+
+
+def open_keyword_search(backend: Backend, settings: Settings) -> KeywordSearch | None:
+    """BM25 in Pinecone with PINECONE_SPARSE_INDEX, else the local index (none if dense)."""
+    if settings.retriever == "dense":
+        return None
+    if settings.pinecone_sparse_index:
+        from rag_app.retrieval.pinecone_sparse import open_pinecone_keyword
+
+        return open_pinecone_keyword(backend, settings)
+    return KeywordSync(backend, keyword_dir(settings, backend))
 
 
 @dataclass(frozen=True)

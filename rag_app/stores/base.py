@@ -105,6 +105,10 @@ class Backend(ABC):
         """Chunks by id, without embeddings (missing ids are absent from the result)."""
 
     @abstractmethod
+    def fetch_embedded(self, ids: Sequence[str]) -> dict[str, TextNode]:
+        """Chunks by id with their stored vectors: what `rag-app migrate` copies unembedded."""
+
+    @abstractmethod
     def count(self) -> int:
         """Number of chunks stored."""
 

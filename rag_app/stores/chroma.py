@@ -216,6 +216,21 @@ class ChromaBackend(Backend):
                 nodes[node_id] = metadata_dict_to_node(metadata, text=text)
         return nodes
 
+    def fetch_embedded(self, ids: Sequence[str]) -> dict[str, TextNode]:
+        nodes: dict[str, TextNode] = {}
+        if not ids or not self._has_chunks():
+            return nodes
+        include = ["documents", "metadatas", "embeddings"]
+        for part in batched(list(ids), self.client.get_max_batch_size()):
+            got = self.collection.get(ids=list(part), include=include)
+            for node_id, text, metadata, vector in zip(
+                got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True
+            ):
+                node = metadata_dict_to_node(metadata, text=text)
+                node.embedding = vector.tolist() if hasattr(vector, "tolist") else list(vector)
+                nodes[node_id] = node
+        return nodes
+
     def count(self) -> int:
         return self.collection.count() if self._has_chunks() else 0
 

@@ -246,13 +246,24 @@ class PineconeBackend(Backend):
             for vector_id, metadata in self._fetch(self.namespace, ids)
         }
 
+    def fetch_embedded(self, ids: Sequence[str]) -> dict[str, TextNode]:
+        nodes: dict[str, TextNode] = {}
+        for vector_id, vector in self._fetch_vectors(self.namespace, ids):
+            node = metadata_dict_to_node(dict(vector.metadata or {}))
+            node.embedding = [float(v) for v in vector.values]
+            nodes[vector_id] = node
+        return nodes
+
     def _fetch(self, namespace: str, ids: Sequence[str]) -> Iterator[tuple[str, dict]]:
+        for vector_id, vector in self._fetch_vectors(namespace, ids):
+            yield vector_id, dict(vector.metadata or {})
+
+    def _fetch_vectors(self, namespace: str, ids: Sequence[str]) -> Iterator[tuple[str, Any]]:
         if not ids or not self._index_exists():
             return
         for part in batched(list(ids), FETCH_BATCH):
             response = self.index.fetch(ids=list(part), namespace=namespace)
-            for vector_id, vector in response.vectors.items():
-                yield vector_id, dict(vector.metadata or {})
+            yield from response.vectors.items()
 
     def count(self) -> int:
         if not self._index_exists():

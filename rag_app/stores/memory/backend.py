@@ -74,9 +74,13 @@ class MemoryBackend(Backend):
         self.refresh()
         return {n.node_id: n for n in self.vector_store.get_nodes(list(ids)) if ids}
 
+    def fetch_embedded(self, ids: Sequence[str]) -> dict[str, TextNode]:
+        self.refresh()
+        return {n.node_id: n for n in self.vector_store.get_nodes_with_vectors(list(ids))}
+
     def list_chunk_ids(self) -> list[str]:
         self.refresh()
-        return [n.node_id for n in self.vector_store.get_nodes()]
+        return self.vector_store.node_ids()
 
     def count(self) -> int:
         self.refresh()

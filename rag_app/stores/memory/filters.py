@@ -52,6 +52,17 @@ def _contains(container: Any, item: Any) -> bool:
         return False
 
 
+def _text(operator: FilterOperator, stored: Any, wanted: Any) -> str:
+    """A stored string for TEXT_MATCH; anything else is a `TypeError`, as in LlamaIndex's
+    filters (a silent non-match would hide a filter on the wrong field)."""
+    if isinstance(stored, str) and isinstance(wanted, str):
+        return stored
+    raise TypeError(
+        f"Both metadata_value and value should be strings to be used with a {operator.name} "
+        f"filter (got {type(stored).__name__} and {type(wanted).__name__})"
+    )
+
+
 def _predicate(operator: FilterOperator, wanted: Any) -> Callable[[Any], bool]:
     """Per-value predicate with LlamaIndex semantics: a missing value only matches NE/NIN."""
     if operator == FilterOperator.IS_EMPTY:
@@ -64,9 +75,9 @@ def _predicate(operator: FilterOperator, wanted: Any) -> Callable[[Any], bool]:
         FilterOperator.EQ: lambda v: v == wanted,
         FilterOperator.IN: lambda v: _contains(wanted, v),
         FilterOperator.CONTAINS: lambda v: _contains(v, wanted),
-        FilterOperator.TEXT_MATCH: lambda v: isinstance(v, str) and wanted in v,
+        FilterOperator.TEXT_MATCH: lambda v: wanted in _text(operator, v, wanted),
         FilterOperator.TEXT_MATCH_INSENSITIVE: (
-            lambda v: isinstance(v, str) and wanted.lower() in v.lower()
+            lambda v: wanted.lower() in _text(operator, v, wanted).lower()
         ),
         FilterOperator.ANY: lambda v: any(_contains(v, w) for w in wanted),
         FilterOperator.ALL: lambda v: all(_contains(v, w) for w in wanted),

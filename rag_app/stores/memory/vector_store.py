@@ -17,6 +17,10 @@ deleted or overwritten rows become tombstoned HNSW labels that a faiss ``IDSelec
 hides at search time; the graph is rebuilt lazily on the next query once more than
 ``HNSW_REBUILD_DEAD_FRACTION`` of its labels are dead.
 
+``VectorStoreQueryMode.MMR`` is served too, with LlamaIndex's ``get_top_k_mmr_embeddings``
+(``mmr_threshold``) over the best candidates by cosine (``mmr_prefetch_k`` or
+``mmr_prefetch_factor``), as SimpleVectorStore does over every row.
+
 Filter rule in HNSW mode: metadata filters and ``doc_ids``/``node_ids`` restrictions are
 evaluated exactly to a row mask first. If the mask keeps fewer than
 ``HNSW_MIN_FILTER_FRACTION`` of the rows, the query runs as an exact search over the masked
@@ -50,8 +54,10 @@ from typing import Any, Literal
 
 import numpy as np
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.indices.query.embedding_utils import get_top_k_mmr_embeddings
 from llama_index.core.schema import (
     BaseNode,
+    TextNode,
 )
 from llama_index.core.vector_stores.types import (
     BasePydanticVectorStore,
@@ -76,6 +82,10 @@ from rag_app.stores.memory.table import (
     write_durably,
 )
 from rag_app.util.files import file_signature, locked
+
+#: MMR re-ranks this many times top-k of the best candidates by cosine (not every row, which
+#: SimpleVectorStore does: its Python loop over a million rows would take minutes).
+MMR_PREFETCH_FACTOR = 4.0
 
 # ---------------------------------------------------------------------------------------------
 # The LlamaIndex vector store
@@ -191,9 +201,19 @@ class MemoryVectorStore(BasePydanticVectorStore):
                 rows = [r for r in map(table.row_of.get, node_ids) if r is not None and keep[r]]
             return [table.node_at(r) for r in rows]
 
+    def node_ids(self) -> list[str]:
+        """Every stored id, without building the nodes."""
+        with self._lock:
+            return list(self._table.ids[: self._table.size])
+
+    def get_nodes_with_vectors(self, node_ids: list[str]) -> list[TextNode]:
+        """Nodes by id with their (L2-normalised) vectors, to copy them to another store."""
+        with self._lock:
+            return self._table.nodes_with_vectors(node_ids)
+
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """Top-k cosine similarity search honouring filters, doc_ids and node_ids."""
-        if query.mode != VectorStoreQueryMode.DEFAULT:
+        if query.mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR):
             raise NotImplementedError(f"MemoryVectorStore does not support query mode {query.mode}")
         if query.query_embedding is None:
             raise ValueError("MemoryVectorStore.query needs a query_embedding")
@@ -203,7 +223,12 @@ class MemoryVectorStore(BasePydanticVectorStore):
                 return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
             vector = table.query_vector(query.query_embedding)
             mask = table.query_mask(query)
-            rows, scores = table.search(vector, query.similarity_top_k, mask, self._hnsw_params())
+            top_k = query.similarity_top_k
+            if query.mode == VectorStoreQueryMode.MMR:
+                top_k = max(top_k, _mmr_prefetch(top_k, kwargs))
+            rows, scores = table.search(vector, top_k, mask, self._hnsw_params())
+            if query.mode == VectorStoreQueryMode.MMR:
+                rows, scores = _mmr(table.matrix, vector, rows, query, kwargs.get("mmr_threshold"))
             return VectorStoreQueryResult(
                 nodes=[table.node_at(r) for r in rows.tolist()],
                 similarities=scores.tolist(),
@@ -297,3 +322,29 @@ class MemoryVectorStore(BasePydanticVectorStore):
         if self.index != "hnsw":
             return None
         return HnswParams(self.hnsw_m, self.hnsw_ef_construction, self.hnsw_ef_search)
+
+
+def _mmr_prefetch(top_k: int, kwargs: dict[str, Any]) -> int:
+    """Candidates MMR re-ranks: `mmr_prefetch_k`, or `mmr_prefetch_factor` (default 4) x top-k."""
+    if kwargs.get("mmr_prefetch_k"):
+        return int(kwargs["mmr_prefetch_k"])
+    return int(top_k * float(kwargs.get("mmr_prefetch_factor") or MMR_PREFETCH_FACTOR))
+
+
+def _mmr(
+    matrix: np.ndarray,
+    vector: np.ndarray,
+    rows: np.ndarray,
+    query: VectorStoreQuery,
+    threshold: float | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """LlamaIndex's maximal marginal relevance over the candidate rows (as SimpleVectorStore
+    does over all rows); scores are its MMR scores, as SimpleVectorStore returns."""
+    scores, picked = get_top_k_mmr_embeddings(
+        vector.tolist(),
+        matrix[rows].tolist(),
+        similarity_top_k=query.similarity_top_k,
+        embedding_ids=rows.tolist(),
+        mmr_threshold=threshold,
+    )
+    return np.asarray(picked, dtype=np.int64), np.asarray(scores, dtype=np.float32)
