@@ -20,7 +20,7 @@ from llama_index.core.response_synthesizers import BaseSynthesizer
 from llama_index.core.schema import NodeWithScore, QueryType
 
 from rag_app.answers.types import Source
-from rag_app.retrieval.keyword_index import tokenize
+from rag_app.retrieval.keyword_index import has_hangul, tokenize, tokenize_many
 from rag_app.retrieval.relevance import is_relevant, nothing_relevant_message
 
 SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?。！？])\s+")
@@ -57,7 +57,8 @@ def extract_answer(question: str, sources: Sequence[Source]) -> str:
     ]
     if not candidates:
         return NO_SOURCES
-    tokens = [set(tokenize(sentence)) for _, _, sentence in candidates]
+    korean = "kiwi+bigram" if has_hangul(question) else "bigram"
+    tokens = [set(t) for t in tokenize_many([c[2] for c in candidates], korean=korean)]
     document_frequency = Counter(t for sentence_tokens in tokens for t in sentence_tokens)
     query = set(tokenize(question))
     total = len(candidates)
