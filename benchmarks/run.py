@@ -41,6 +41,7 @@ from benchmarks import (
     query_bench,
     remote_open_bench,
     sparse_quality_bench,
+    startup_bench,
 )
 from benchmarks.common import KLUE, XQUAD_EN, XQUAD_ZH
 from benchmarks.report import render_markdown
@@ -70,13 +71,14 @@ ALL_SECTIONS = (
     "cache-latency",
     "remote-open",
     "sparse-quality",
+    "startup",
 )
 #: The embedding batch-size sweep, real-embedding HNSW recall and the sparse-index quality
 #: comparison need minutes of encoding on 2 cores, so `make bench` leaves them out; name them
 #: in --sections to run them.
 DEFAULT_SECTIONS = (
     "ingest,hybrid,models,e5-torch,scale,rss,answers,images,cache-thresholds,cache-latency,"
-    "remote-open"
+    "remote-open,startup"
 )
 #: Answer-cache latency: memory and embedded Chroma (the servers add only their round trips).
 CACHE_BACKENDS = ["memory", "chroma"]
@@ -97,6 +99,7 @@ SECTION_KEYS = {
     "cache-latency": ["cache_latency"],
     "remote-open": ["remote_open"],
     "sparse-quality": ["sparse_quality"],
+    "startup": ["startup"],
 }
 
 
@@ -200,6 +203,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             _cache_thresholds(sections, args, workdir)
         if "cache-latency" in args.sections:
             _cache_latency(sections, workdir)
+        if "startup" in args.sections:
+            results["startup"] = sections.run(
+                "start-up of rag-app commands", lambda: startup_bench.bench_startup(workdir)
+            )
     results["loadavg_end"] = os.getloadavg()
     results["wall_s"] = round(time.perf_counter() - began, 1)
     return results
