@@ -758,7 +758,7 @@ def _sparse_quality_section(results: dict[str, Any]) -> list[str]:
 
 def _startup_targets(startup: dict[str, Any] | None) -> list[Target]:
     """Seconds on a quiet machine (issue 21); on a loaded one compare the ratios instead."""
-    if not startup:
+    if not startup or "skipped" in startup:
         return []
     rows = startup["commands"]
     found = [
@@ -779,6 +779,8 @@ def _startup_section(results: dict[str, Any]) -> list[str]:
     startup = results.get("startup")
     if not startup:
         return []
+    if "skipped" in startup:
+        return ["", "## Start-up", "", f"Skipped: {startup['skipped']}."]
     header = ["process", "median s", "min s", "peak RSS MB", "ratio to import", "target s"]
     rows = [
         (name, r["median_s"], r["min_s"], r["peak_rss_mb"], r["ratio_to_import"], r["target_s"])
