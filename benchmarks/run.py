@@ -43,6 +43,7 @@ from benchmarks import (
     remote_ingest_bench,
     remote_open_bench,
     sparse_quality_bench,
+    startup_bench,
 )
 from benchmarks.common import KLUE, XQUAD_EN, XQUAD_ZH
 from benchmarks.report import render_markdown
@@ -74,13 +75,14 @@ ALL_SECTIONS = (
     "remote-ingest",
     "sparse-quality",
     "migrate",
+    "startup",
 )
 #: The embedding batch-size sweep, real-embedding HNSW recall and the sparse-index quality
 #: comparison need minutes of encoding on 2 cores, so `make bench` leaves them out; name them
 #: in --sections to run them.
 DEFAULT_SECTIONS = (
     "ingest,hybrid,models,e5-torch,scale,rss,answers,images,cache-thresholds,cache-latency,"
-    "remote-open,remote-ingest,migrate"
+    "remote-open,remote-ingest,migrate,startup"
 )
 #: Answer-cache latency: memory and embedded Chroma (the servers add only their round trips).
 CACHE_BACKENDS = ["memory", "chroma"]
@@ -103,6 +105,7 @@ SECTION_KEYS = {
     "remote-ingest": ["remote_ingest"],
     "migrate": ["migrate"],
     "sparse-quality": ["sparse_quality"],
+    "startup": ["startup"],
 }
 
 
@@ -215,6 +218,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             _cache_thresholds(sections, args, workdir)
         if "cache-latency" in args.sections:
             _cache_latency(sections, workdir)
+        if "startup" in args.sections:
+            results["startup"] = sections.run(
+                "start-up of rag-app commands", lambda: startup_bench.bench_startup(workdir)
+            )
     results["loadavg_end"] = os.getloadavg()
     results["wall_s"] = round(time.perf_counter() - began, 1)
     return results

@@ -27,7 +27,6 @@ from rag_app.embeddings.models import (
     CachedEmbedding,
     Embedder,
     build_embedder,
-    check_embedder_settings,
     embedding_model_id,
 )
 from rag_app.images.clip import ClipEmbedder, build_clip_embedder
@@ -45,10 +44,16 @@ from rag_app.ingestion.loaders import (
 )
 from rag_app.ingestion.pipeline import Ingestor, IngestReport, delete_documents
 from rag_app.retrieval.keyword_sync import KeywordSearch, KeywordSync, open_keyword_search
-from rag_app.retrieval.pinecone_sparse import check_sparse_index_settings
 from rag_app.retrieval.rerank import build_reranker
 from rag_app.retrieval.retriever import HybridRetriever
-from rag_app.settings import Settings, check_question, check_top_k, load_settings
+from rag_app.settings import (
+    Settings,
+    check_embedder_settings,
+    check_question,
+    check_sparse_index_settings,
+    check_top_k,
+    load_settings,
+)
 from rag_app.stores.base import Backend, DocRecord
 from rag_app.stores.registry import open_backend
 

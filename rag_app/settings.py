@@ -249,6 +249,24 @@ def check_store_settings(settings: Settings) -> None:
         )
 
 
+def check_sparse_index_settings(settings: Settings) -> None:
+    """PINECONE_SPARSE_INDEX with another store is refused when the app opens, not at first use."""
+    if settings.pinecone_sparse_index and settings.vector_store != "pinecone":
+        raise ConfigError(
+            "PINECONE_SPARSE_INDEX runs keyword search in Pinecone and needs "
+            "RAG_VECTOR_STORE=pinecone; unset it to use the local keyword index."
+        )
+
+
+def check_embedder_settings(settings: Settings) -> None:
+    """Configuration errors of RAG_EMBED_MODEL that need no model loaded to be found."""
+    if settings.embed_model.startswith("openai:") and settings.openai_api_key is None:
+        raise ConfigError(
+            f"RAG_EMBED_MODEL={settings.embed_model!r} needs OPENAI_API_KEY "
+            "(set it in the environment or .env, or use RAG_EMBED_MODEL=e5)."
+        )
+
+
 def check_data_dir(data_dir: Path) -> None:
     """Refuse a RAG_DATA_DIR that is a file or cannot be written, before anything runs."""
     existing = data_dir.absolute()

@@ -211,16 +211,8 @@ def _docs(app, args: argparse.Namespace) -> int:
         report = app.check(repair=args.repair)
         print("\n".join(report.lines()))
         return 1 if report.unrepaired else 0
-    if args.docs_command == "list" and args.images:
+    if args.docs_command == "list":  # with --images; the documents' list needs no `RagApp`
         return list_images(app, args.json)
-    if args.docs_command == "list":
-        records = app.documents()
-        if args.json:
-            print(json.dumps([asdict(r) for r in records], ensure_ascii=False))
-        for r in [] if args.json else records:
-            state = "" if r.complete else "  (incomplete: re-run the ingest)"
-            print(f"{r.doc_id}\t{plural(r.n_chunks, 'chunk')}{state}")
-        return 0
     if args.all:
         return _delete_all(app, args.yes)
     if not args.doc_ids:
@@ -230,6 +222,35 @@ def _docs(app, args: argparse.Namespace) -> int:
         print(f"not found: {doc_id}", file=sys.stderr)
     print(f"deleted {plural(len(args.doc_ids) - len(missing), 'document')}")
     return 1 if missing else 0
+
+
+def list_documents(settings, args: argparse.Namespace) -> int:
+    """`docs list` from the store's catalog alone, without `RagApp`: it would import LlamaIndex
+    and the retrieval stack (about 1.5 s) for a listing that needs neither."""
+    from rag_app.settings import check_embedder_settings, check_sparse_index_settings
+    from rag_app.stores.registry import open_backend
+
+    check_sparse_index_settings(settings)
+    check_embedder_settings(settings)
+    backend = open_backend(settings, _no_dimension)
+    try:
+        records = sorted(backend.documents().values(), key=lambda r: r.doc_id)
+    finally:
+        backend.close()
+    return _print_documents(records, args.json)
+
+
+def _no_dimension() -> int:
+    raise AssertionError("listing documents never needs the embedding dimension")
+
+
+def _print_documents(records, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps([asdict(r) for r in records], ensure_ascii=False))
+    for r in [] if as_json else records:
+        state = "" if r.complete else "  (incomplete: re-run the ingest)"
+        print(f"{r.doc_id}\t{plural(r.n_chunks, 'chunk')}{state}")
+    return 0
 
 
 def _delete_all(app, confirmed: bool) -> int:

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 
 from rag_app.cli.common import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USER_ERROR
-from rag_app.cli.documents import COMMANDS, add_document_commands
+from rag_app.cli.documents import COMMANDS, add_document_commands, list_documents
 from rag_app.cli.eval import add_eval_commands, run_eval
 from rag_app.cli.images import SETTINGS_COMMANDS, add_image_commands
 from rag_app.cli.migrate import add_migrate_command, run_migrate
@@ -141,6 +141,8 @@ def _run(args: argparse.Namespace) -> int:
         return run_migrate(settings, args)
     if args.command in SETTINGS_COMMANDS:
         return SETTINGS_COMMANDS[args.command](settings, args)
+    if args.command == "docs" and args.docs_command == "list" and not args.images:
+        return list_documents(settings, args)
 
     from rag_app.app import RagApp
 

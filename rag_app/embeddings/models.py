@@ -33,7 +33,7 @@ from rag_app.embeddings.remote import (
     request_batches,
 )
 from rag_app.errors import ConfigError
-from rag_app.settings import Settings
+from rag_app.settings import Settings, check_embedder_settings
 
 LOCAL_MODEL_NAME = "all-MiniLM-L6-v2"
 #: Texts embedded per cache commit: a kill -9 loses at most this many embeddings.
@@ -212,15 +212,6 @@ def embedding_model_id(settings: Settings) -> str:
     known = {"e5": E5_MODEL_ID, "use": USE_MODEL_ID}
     known.update(dict.fromkeys(MINILM_SPECS, f"local:{LOCAL_MODEL_NAME}"))
     return known.get(spec, spec)
-
-
-def check_embedder_settings(settings: Settings) -> None:
-    """Configuration errors of RAG_EMBED_MODEL that need no model loaded to be found."""
-    if settings.embed_model.startswith("openai:") and settings.openai_api_key is None:
-        raise ConfigError(
-            f"RAG_EMBED_MODEL={settings.embed_model!r} needs OPENAI_API_KEY "
-            "(set it in the environment or .env, or use RAG_EMBED_MODEL=e5)."
-        )
 
 
 def build_embedder(settings: Settings, cache: bool = True) -> Embedder:

@@ -206,6 +206,11 @@ def _without_question_words(analysed: Iterable[Any], text: str) -> tuple[list[An
     return kept, blanked
 
 
+def has_hangul(text: str) -> bool:
+    """Whether ``text`` has Korean script, the only text kiwi is run on."""
+    return _HAS_HANGUL.search(text) is not None
+
+
 def tokenize(
     text: str, *, korean: KoreanMode = DEFAULT_KOREAN_MODE, query: bool = False
 ) -> list[str]:

@@ -90,6 +90,7 @@ def open_keyword_search(backend: Backend, settings: Settings) -> KeywordSearch |
     if settings.retriever == "dense":
         return None
     if settings.pinecone_sparse_index:
+        # lazy: the Pinecone SDK takes 0.3-1 s to import; only this store uses it
         from rag_app.retrieval.pinecone_sparse import open_pinecone_keyword
 
         return open_pinecone_keyword(backend, settings)

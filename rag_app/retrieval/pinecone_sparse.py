@@ -41,7 +41,7 @@ from pinecone.errors.exceptions import PineconeException
 
 from rag_app.errors import ConfigError, RagAppError
 from rag_app.retrieval.keyword_index import BM25_B, BM25_K1, tokenize, tokenize_many
-from rag_app.settings import Settings
+from rag_app.settings import Settings, check_sparse_index_settings
 from rag_app.stores.base import batched
 from rag_app.stores.pinecone import (
     FETCH_BATCH,
@@ -211,15 +211,6 @@ class PineconeKeyword:
 
 def _record(record_id: str, sparse: dict[str, list], metadata: dict[str, int]) -> dict[str, Any]:
     return {"id": record_id, "sparse_values": sparse, "metadata": metadata}
-
-
-def check_sparse_index_settings(settings: Settings) -> None:
-    """PINECONE_SPARSE_INDEX with another store is refused when the app opens, not at first use."""
-    if settings.pinecone_sparse_index and settings.vector_store != "pinecone":
-        raise ConfigError(
-            "PINECONE_SPARSE_INDEX runs keyword search in Pinecone and needs "
-            "RAG_VECTOR_STORE=pinecone; unset it to use the local keyword index."
-        )
 
 
 def open_pinecone_keyword(backend: Any, settings: Settings) -> PineconeKeyword:

@@ -20,17 +20,14 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
-
-from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, TextNode
-from llama_index.core.vector_stores.types import (
-    BasePydanticVectorStore,
-    MetadataFilters,
-    VectorStoreQuery,
-)
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rag_app.errors import EmbeddingMismatchError
 from rag_app.settings import Settings
+
+if TYPE_CHECKING:
+    from llama_index.core.schema import BaseNode, NodeWithScore, TextNode
+    from llama_index.core.vector_stores.types import BasePydanticVectorStore, MetadataFilters
 
 MANIFEST_KEY = "__manifest__"
 #: The metadata field of a catalog record that holds when it was written (`time.time()` of the
@@ -160,6 +157,10 @@ class Backend(ABC):
         self, embedding: Sequence[float], top_k: int, filters: MetadataFilters | None = None
     ) -> list[NodeWithScore]:
         """Top-k chunks by cosine similarity."""
+        # lazy: the catalog side of a backend (`rag-app docs list`) needs no LlamaIndex (1 s)
+        from llama_index.core.schema import NodeWithScore
+        from llama_index.core.vector_stores.types import VectorStoreQuery
+
         result = self.vector_store.query(
             VectorStoreQuery(
                 query_embedding=list(embedding), similarity_top_k=top_k, filters=filters
@@ -226,4 +227,6 @@ def encode_record(record: dict[str, Any]) -> str:
 
 def searched_text(node: BaseNode) -> str:
     """What is embedded and keyword-indexed for a chunk: its text under its title."""
+    from llama_index.core.schema import MetadataMode  # lazy: see `Backend.query`
+
     return node.get_content(metadata_mode=MetadataMode.EMBED)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rag_app.errors import ConfigError
-from rag_app.settings import Settings
-from rag_app.stores.base import Backend
+from rag_app.settings import Settings, check_store_settings
+
+if TYPE_CHECKING:
+    from rag_app.stores.base import Backend
 
 BACKENDS: dict[str, str] = {
     "memory": "rag_app.stores.memory.backend:MemoryBackend",
@@ -39,4 +42,18 @@ def open_backend(
 
 def availability(settings: Settings) -> dict[str, str | None]:
     """Each backend's reason it cannot be used now (None when it can)."""
-    return {name: backend_class(name).unavailable_reason(settings) for name in BACKENDS}
+    return {name: _unavailable_reason(name, settings) for name in BACKENDS}
+
+
+def _unavailable_reason(name: str, settings: Settings) -> str | None:
+    """`Backend.unavailable_reason`, told from the settings alone where they suffice, so that
+    `rag-app stores` imports LlamaIndex, chromadb or the Pinecone SDK (a second or more each)
+    only to reach a server that is configured."""
+    if name == "memory" or (name == "chroma" and not settings.chroma_host):
+        return None  # in-process: nothing to reach
+    if name == "pinecone":
+        try:
+            check_store_settings(settings.model_copy(update={"vector_store": "pinecone"}))
+        except ConfigError as exc:
+            return str(exc)
+    return backend_class(name).unavailable_reason(settings)

@@ -15,15 +15,18 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable, Sequence
-from typing import Any
-
-from llama_index.core.schema import NodeWithScore, TextNode
-from llama_index.core.vector_stores.types import MetadataFilters
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from rag_app.settings import Settings
 from rag_app.stores.base import Backend
-from rag_app.stores.memory.vector_store import MemoryVectorStore
 from rag_app.util.files import locked, write_atomically
+
+if TYPE_CHECKING:
+    from llama_index.core.schema import NodeWithScore, TextNode
+    from llama_index.core.vector_stores.types import MetadataFilters
+
+    from rag_app.stores.memory.vector_store import MemoryVectorStore
 
 
 class MemoryBackend(Backend):
@@ -36,17 +39,24 @@ class MemoryBackend(Backend):
         self._records_path = self.directory / "catalog.json"
         self._records_lock = self.directory / ".catalog.lock"
         self._store_dir = self.directory / "vectors"
-        options = {
+        self._options = {
             "index": settings.memory_index,
             "hnsw_m": settings.hnsw_m,
             "hnsw_ef_construction": settings.hnsw_ef_construction,
             "hnsw_ef_search": settings.hnsw_ef_search,
         }
-        try:
-            self.vector_store = MemoryVectorStore.from_persist_dir(str(self._store_dir), **options)
-        except FileNotFoundError:
-            self.vector_store = MemoryVectorStore(**options)
         self._dirty = False
+
+    @cached_property
+    def vector_store(self) -> MemoryVectorStore:  # type: ignore[override]
+        """Loaded on first use: the catalog (`rag-app docs list`) needs neither the vectors nor
+        LlamaIndex, which the vector store imports (1 s)."""
+        from rag_app.stores.memory.vector_store import MemoryVectorStore  # lazy: see above
+
+        try:
+            return MemoryVectorStore.from_persist_dir(str(self._store_dir), **self._options)
+        except FileNotFoundError:
+            return MemoryVectorStore(**self._options)
 
     @classmethod
     def open(cls, settings: Settings, collection: str, dimension: Callable[[], int]) -> Backend:
@@ -117,5 +127,6 @@ class MemoryBackend(Backend):
 
     def drop(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
-        self.vector_store.clear()
+        if "vector_store" in self.__dict__:
+            self.vector_store.clear()
         self._dirty = False
