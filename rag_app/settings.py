@@ -85,6 +85,24 @@ class Settings(BaseSettings):
     vision_llm: str = _env("RAG_VISION_LLM", "openai:gpt-4o")
     image_gen: str = _env("RAG_IMAGE_GEN", "openai:dall-e-3")
 
+    api_key: SecretStr | None = _env(
+        "RAG_API_KEY",
+        None,
+        description="bearer token `rag-app serve` requires on every endpoint but health; "
+        "required to bind anything but loopback",
+    )
+    upload_max_bytes: int = _env(
+        "RAG_UPLOAD_MAX_BYTES", 20_000_000, ge=1, description="largest file `serve` accepts"
+    )
+    upload_max_files: int = _env(
+        "RAG_UPLOAD_MAX_FILES", 20, ge=1, le=1000, description="files per `serve` upload"
+    )
+    cors_origins: str = _env(
+        "RAG_CORS_ORIGINS",
+        "",
+        description="comma-separated origins `serve` allows cross-origin requests from (none)",
+    )
+
     judge: str | None = _env("RAG_JUDGE", None)
     judge_timeout: float = _env("RAG_JUDGE_TIMEOUT", 60.0, gt=0, le=3600)
 
