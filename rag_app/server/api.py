@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rag_app.server.errors import error, error_payload
+from rag_app.server.errors import JSONErrorRoute, error, error_payload
 from rag_app.server.openai_compat import openai_router
 from rag_app.server.security import bearer_dependency, upload_name
 from rag_app.server.service import Service, Stream, Upload
@@ -115,10 +115,14 @@ def create_app(service: Service, warm: bool = True) -> FastAPI:
     app.include_router(_api_router(service), prefix="/v1", dependencies=guarded)
     app.include_router(openai_router(service), prefix="/v1", dependencies=guarded)
 
-    @app.get("/v1/health", tags=["service"])
-    def health() -> JSONResponse:
+    open_router = APIRouter(route_class=JSONErrorRoute, tags=["service"])
+
+    @open_router.get("/v1/health")
+    def health() -> dict[str, Any]:
         """Whether the store answers (503 if not), the models, the counts. No key needed."""
-        return JSONResponse(service.health())
+        return service.health()
+
+    app.include_router(open_router)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -129,7 +133,7 @@ def create_app(service: Service, warm: bool = True) -> FastAPI:
 
 
 def _api_router(service: Service) -> APIRouter:
-    router = APIRouter(tags=["collection"])
+    router = APIRouter(tags=["collection"], route_class=JSONErrorRoute)
     limits = service.settings
 
     @router.post("/query", response_model=AnswerOut)
@@ -219,15 +223,6 @@ def _event(name: str, data: Any) -> str:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def json_errors(request: Request, call_next: Any) -> Any:
-        """Failures the routes raise as JSON (the HTTP errors are handled below)."""
-        try:
-            return await call_next(request)
-        except Exception as exc:
-            status, payload = error_payload(exc)
-            return JSONResponse(payload, status_code=status)
-
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         status, payload = error_payload(exc)

@@ -7,12 +7,18 @@ message); details of unexpected failures go to the server log only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag_app.errors import RagAppError, RemoteServiceError
 from rag_app.server.service import EmptyCollectionError
+from rag_app.util.retry import RetriesExhaustedError
 
 log = logging.getLogger("rag_app.server")
 #: Libraries whose exceptions mean the store's server did not answer.
@@ -25,7 +31,7 @@ def error_payload(exc: Exception) -> tuple[int, dict[str, Any]]:
         return exc.status_code, error(str(exc.detail), "invalid_request_error")
     if isinstance(exc, EmptyCollectionError):
         return 409, error(str(exc), "empty_collection")
-    if isinstance(exc, RemoteServiceError):
+    if isinstance(exc, RemoteServiceError | RetriesExhaustedError):
         return 503, error(str(exc), "service_unavailable")
     if isinstance(exc, RagAppError):
         return 400, error(str(exc), "invalid_request_error")
@@ -53,3 +59,21 @@ def _from_store_client(exc: BaseException) -> bool:
 
 def error(message: str, kind: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind}}
+
+
+class JSONErrorRoute(APIRoute):
+    """A route whose failures become JSON errors (no traceback, nothing left running)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except (StarletteHTTPException, RequestValidationError):
+                raise
+            except Exception as exc:
+                status, payload = error_payload(exc)
+                return JSONResponse(payload, status_code=status)
+
+        return route

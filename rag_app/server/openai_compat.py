@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from rag_app.answers.types import Source
-from rag_app.server.errors import error_payload
+from rag_app.server.errors import JSONErrorRoute, error_payload
 from rag_app.server.service import Service, Stream
 
 
@@ -43,7 +43,7 @@ class ChatRequest(BaseModel):
 
 
 def openai_router(service: Service) -> APIRouter:
-    router = APIRouter(tags=["openai"])
+    router = APIRouter(tags=["openai"], route_class=JSONErrorRoute)
     created = int(time.time())
 
     @router.get("/models")
