@@ -130,6 +130,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
                 )
             )
     found += _remote_open_targets(results.get("remote_open"))
+    found += _serve_targets(results.get("serve"))
     found += _sparse_quality_targets(results.get("sparse_quality"))
     for scale in results.get("scale", []):
         for name in ("memory", "chroma"):
@@ -281,6 +282,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += _cache_section(results)
     lines += _remote_open_section(results)
     lines += _sparse_quality_section(results)
+    lines += _serve_section(results)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -751,4 +753,53 @@ def _sparse_quality_section(results: dict[str, Any]) -> list[str]:
         "alpha * dense + (1 - alpha) * sparse. hit@1 / hit@5:",
         "",
         *table(["variant", *datasets], rows),
+    ]
+
+
+def _serve_targets(serve: dict[str, Any] | None) -> list[Target]:
+    one = next((r for r in (serve or {}).get("rows", []) if r["clients"] == 1), None)
+    return [
+        Target(
+            "serve: p50 added by HTTP at 1 client (ms, memory store)",
+            "<= 5",
+            one["added_p50_ms"] if one else None,
+            5.0,
+        )
+    ]
+
+
+def _serve_section(results: dict[str, Any]) -> list[str]:
+    serve = results.get("serve")
+    if not serve:
+        return []
+    return [
+        "## Serving (`rag-app serve`, memory store, bundled samples)",
+        "",
+        f"{serve['queries']} questions per run through `POST /v1/query` on a uvicorn server in",
+        "the same process, against `RagApp.query` called directly by as many threads.",
+        "",
+        *table(
+            [
+                "clients",
+                "RagApp q/s",
+                "HTTP q/s",
+                "q/s ratio",
+                "RagApp p50 / p95 ms",
+                "HTTP p50 / p95 ms",
+                "added p50 ms",
+            ],
+            [
+                [
+                    r["clients"],
+                    r["ragapp"]["qps"],
+                    r["http"]["qps"],
+                    r["qps_ratio"],
+                    f"{r['ragapp']['p50_ms']} / {r['ragapp']['p95_ms']}",
+                    f"{r['http']['p50_ms']} / {r['http']['p95_ms']}",
+                    r["added_p50_ms"],
+                ]
+                for r in serve["rows"]
+            ],
+        ),
+        "",
     ]

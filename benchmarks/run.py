@@ -40,6 +40,7 @@ from benchmarks import (
     models_bench,
     query_bench,
     remote_open_bench,
+    serve_bench,
     sparse_quality_bench,
 )
 from benchmarks.common import KLUE, XQUAD_EN, XQUAD_ZH
@@ -70,13 +71,14 @@ ALL_SECTIONS = (
     "cache-latency",
     "remote-open",
     "sparse-quality",
+    "serve",
 )
 #: The embedding batch-size sweep, real-embedding HNSW recall and the sparse-index quality
 #: comparison need minutes of encoding on 2 cores, so `make bench` leaves them out; name them
 #: in --sections to run them.
 DEFAULT_SECTIONS = (
     "ingest,hybrid,models,e5-torch,scale,rss,answers,images,cache-thresholds,cache-latency,"
-    "remote-open"
+    "remote-open,serve"
 )
 #: Answer-cache latency: memory and embedded Chroma (the servers add only their round trips).
 CACHE_BACKENDS = ["memory", "chroma"]
@@ -97,6 +99,7 @@ SECTION_KEYS = {
     "cache-latency": ["cache_latency"],
     "remote-open": ["remote_open"],
     "sparse-quality": ["sparse_quality"],
+    "serve": ["serve"],
 }
 
 
@@ -200,6 +203,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             _cache_thresholds(sections, args, workdir)
         if "cache-latency" in args.sections:
             _cache_latency(sections, workdir)
+        if "serve" in args.sections:
+            results["serve"] = sections.run(
+                "serve: HTTP vs RagApp.query", lambda: serve_bench.bench_serve(workdir)
+            )
     results["loadavg_end"] = os.getloadavg()
     results["wall_s"] = round(time.perf_counter() - began, 1)
     return results
