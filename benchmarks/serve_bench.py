@@ -2,7 +2,8 @@
 
 The same questions on the memory store with the bundled samples, at 1, 8 and 32 concurrent
 clients: through HTTP (`POST /v1/query` on a real uvicorn server, one `httpx` client per
-thread) and through `RagApp.query` called directly in one process by as many threads. The
+thread) and through `RagApp.query` called directly in one process by as many threads, in
+alternating rounds so that the shared machine's drifting load hits both alike. The
 server runs in this process, so both share the GIL and the two cores; the added p50 at one
 client is the figure the target is on (HTTP adds at most 5 ms).
 """
@@ -34,26 +35,34 @@ QUESTIONS = [
 CLIENTS = (1, 8, 32)
 #: Queries per run, whatever the concurrency, so every run does the same work.
 QUERIES = 192
+#: Alternations of the two ways per concurrency.
+ROUNDS = 4
 
 
-def _timed(clients: int, ask: Callable[[int], Any]) -> dict[str, float]:
-    latencies: list[float] = []
+def _timed(clients: int, asks: dict[str, Callable[[int], Any]]) -> dict[str, dict[str, float]]:
+    """Each way of asking in turn, `ROUNDS` times, so drifting load hits both alike."""
+    latencies: dict[str, list[float]] = {name: [] for name in asks}
+    walls = dict.fromkeys(asks, 0.0)
+    for _ in range(ROUNDS):
+        for name, ask in asks.items():
 
-    def one_client(number: int) -> None:
-        for i in range(QUERIES // clients):
+            def one_client(number: int, ask=ask, name=name) -> None:
+                for i in range(QUERIES // clients // ROUNDS):
+                    began = time.perf_counter()
+                    ask(number + i)
+                    latencies[name].append(time.perf_counter() - began)
+
             began = time.perf_counter()
-            ask(number + i)
-            latencies.append(time.perf_counter() - began)
-
-    began = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(one_client, range(clients)))
-    wall = time.perf_counter() - began
-    cuts = statistics.quantiles(latencies, n=20)
+            with ThreadPoolExecutor(clients) as pool:
+                list(pool.map(one_client, range(clients)))
+            walls[name] += time.perf_counter() - began
     return {
-        "qps": round(len(latencies) / wall, 1),
-        "p50_ms": round(statistics.median(latencies) * 1000, 2),
-        "p95_ms": round(cuts[18] * 1000, 2),
+        name: {
+            "qps": round(len(values) / walls[name], 1),
+            "p50_ms": round(statistics.median(values) * 1000, 2),
+            "p95_ms": round(statistics.quantiles(values, n=20)[18] * 1000, 2),
+        }
+        for name, values in latencies.items()
     }
 
 
@@ -74,9 +83,10 @@ def bench_serve(workdir: Path) -> dict[str, Any]:
         def direct(i: int) -> None:
             app.query(QUESTIONS[i % len(QUESTIONS)])
 
-        _timed(8, direct), _timed(8, over_http)  # warm both paths
+        _timed(8, {"ragapp": direct, "http": over_http})  # warm both paths
         for n in CLIENTS:
-            baseline, http = _timed(n, direct), _timed(n, over_http)
+            timed = _timed(n, {"ragapp": direct, "http": over_http})
+            baseline, http = timed["ragapp"], timed["http"]
             rows.append(
                 {
                     "clients": n,
