@@ -9,7 +9,7 @@ TORCH_VERSION ?= 2.13.0
 QUESTION ?= What does ef_search control in HNSW?
 QUESTION_KO ?= 벡터 데이터베이스는 무엇을 저장하나요?
 
-.PHONY: run test install install-dev lint bench notebooks docs clean
+.PHONY: run test install install-dev browser lint bench notebooks docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,16 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
+# The chat page's browser test drives Debian's chromium (nothing downloaded at test time).
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
+	fi
+
 install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev
+install-dev: $(VENV)/.installed-dev browser
 
 run: install
 	$(BIN)/rag-app ingest rag_app/samples

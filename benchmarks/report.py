@@ -135,6 +135,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
     found += _remote_ingest_targets(results.get("remote_ingest"))
     found += [Target(*row) for row in migrate_targets(results)]
     found += _startup_targets(results.get("startup"))
+    found += _serve_targets(results.get("serve"))
     found += _sparse_quality_targets(results.get("sparse_quality"))
     for scale in results.get("scale", []):
         for name in ("memory", "chroma"):
@@ -289,6 +290,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += migrate_section(results, table)
     lines += _sparse_quality_section(results)
     lines += _startup_section(results)
+    lines += _serve_section(results)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -886,4 +888,53 @@ def _startup_section(results: dict[str, Any]) -> list[str]:
         "See benchmarks/startup_bench.py.",
         "",
         *table(header, rows),
+    ]
+
+
+def _serve_targets(serve: dict[str, Any] | None) -> list[Target]:
+    one = next((r for r in (serve or {}).get("rows", []) if r["clients"] == 1), None)
+    return [
+        Target(
+            "serve: p50 added by HTTP at 1 client (ms, memory store)",
+            "<= 5",
+            one["added_p50_ms"] if one else None,
+            5.0,
+        )
+    ]
+
+
+def _serve_section(results: dict[str, Any]) -> list[str]:
+    serve = results.get("serve")
+    if not serve:
+        return []
+    return [
+        "## Serving (`rag-app serve`, memory store, bundled samples)",
+        "",
+        f"{serve['queries']} questions per run through `POST /v1/query` on a uvicorn server in",
+        "the same process, against `RagApp.query` called directly by as many threads.",
+        "",
+        *table(
+            [
+                "clients",
+                "RagApp q/s",
+                "HTTP q/s",
+                "q/s ratio",
+                "RagApp p50 / p95 ms",
+                "HTTP p50 / p95 ms",
+                "added p50 ms",
+            ],
+            [
+                [
+                    r["clients"],
+                    r["ragapp"]["qps"],
+                    r["http"]["qps"],
+                    r["qps_ratio"],
+                    f"{r['ragapp']['p50_ms']} / {r['ragapp']['p95_ms']}",
+                    f"{r['http']['p50_ms']} / {r['http']['p95_ms']}",
+                    r["added_p50_ms"],
+                ]
+                for r in serve["rows"]
+            ],
+        ),
+        "",
     ]

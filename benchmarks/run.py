@@ -42,6 +42,7 @@ from benchmarks import (
     query_bench,
     remote_ingest_bench,
     remote_open_bench,
+    serve_bench,
     sparse_quality_bench,
     startup_bench,
 )
@@ -76,13 +77,14 @@ ALL_SECTIONS = (
     "sparse-quality",
     "migrate",
     "startup",
+    "serve",
 )
 #: The embedding batch-size sweep, real-embedding HNSW recall and the sparse-index quality
 #: comparison need minutes of encoding on 2 cores, so `make bench` leaves them out; name them
 #: in --sections to run them.
 DEFAULT_SECTIONS = (
     "ingest,hybrid,models,e5-torch,scale,rss,answers,images,cache-thresholds,cache-latency,"
-    "remote-open,remote-ingest,migrate,startup"
+    "remote-open,remote-ingest,migrate,startup,serve"
 )
 #: Answer-cache latency: memory and embedded Chroma (the servers add only their round trips).
 CACHE_BACKENDS = ["memory", "chroma"]
@@ -106,6 +108,7 @@ SECTION_KEYS = {
     "migrate": ["migrate"],
     "sparse-quality": ["sparse_quality"],
     "startup": ["startup"],
+    "serve": ["serve"],
 }
 
 
@@ -221,6 +224,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "startup" in args.sections:
             results["startup"] = sections.run(
                 "start-up of rag-app commands", lambda: startup_bench.bench_startup(workdir)
+            )
+        if "serve" in args.sections:
+            results["serve"] = sections.run(
+                "serve: HTTP vs RagApp.query", lambda: serve_bench.bench_serve(workdir)
             )
     results["loadavg_end"] = os.getloadavg()
     results["wall_s"] = round(time.perf_counter() - began, 1)

@@ -29,6 +29,7 @@ from rag_app.embeddings.models import (
     build_embedder,
     embedding_model_id,
 )
+from rag_app.errors import ConfigError
 from rag_app.images.clip import ClipEmbedder, build_clip_embedder
 from rag_app.images.search import ImageHit, ImageSearch, PromptHit
 from rag_app.images.zero_shot import DEFAULT_TEMPLATE, classify_image
@@ -47,6 +48,7 @@ from rag_app.retrieval.keyword_sync import KeywordSearch, KeywordSync, open_keyw
 from rag_app.retrieval.rerank import build_reranker
 from rag_app.retrieval.retriever import HybridRetriever
 from rag_app.settings import (
+    RetrieverName,
     Settings,
     check_embedder_settings,
     check_question,
@@ -148,12 +150,18 @@ class RagApp:
             self._answerer = build_answerer(self.settings)
         return self._answerer
 
-    def _retriever(self, top_k: int) -> HybridRetriever:
+    def _retriever(self, top_k: int, mode: RetrieverName | None = None) -> HybridRetriever:
+        mode = mode or self.settings.retriever
+        if mode != "dense" and self.keyword is None:
+            raise ConfigError(
+                f"the {mode} retriever needs the keyword index, which RAG_RETRIEVER=dense does "
+                "not keep: ask for the dense retriever, or set RAG_RETRIEVER=hybrid"
+            )
         return HybridRetriever(
             self.backend,
             self.embedder,
             self.keyword,
-            self.settings.retriever,
+            mode,
             top_k,
             self.reranker,
             self.settings.min_relevance,
@@ -296,19 +304,26 @@ class RagApp:
             self.backend.check_embedding(self.embedder.model_id, self.embedder.dimension)
             self._embedding_checked = True
 
-    def retrieve(self, question: str, top_k: int | None = None) -> list[Source]:
-        """The sources for a question, best first (no answer)."""
+    def retrieve(
+        self, question: str, top_k: int | None = None, retriever: RetrieverName | None = None
+    ) -> list[Source]:
+        """The sources for a question, best first (no answer); `retriever` overrides
+        RAG_RETRIEVER for this call."""
         check_question(question)
         check_top_k(top_k)
         self._check_embedding()
-        found = self.retriever.search(question, top_k or self.settings.top_k)
+        chosen = self._retriever(top_k or self.settings.top_k, retriever) if retriever else None
+        found = (chosen or self.retriever).search(question, top_k or self.settings.top_k)
         return [source_of(number, hit) for number, hit in enumerate(found, start=1)]
 
-    def query(self, question: str, top_k: int | None = None, cache: bool = True) -> Answer:
-        """An answer with its numbered sources (`as_query_engine().query`, as an `Answer`),
-        from the answer cache when RAG_CACHE allows."""
+    def query(
+        self, question: str, top_k: int | None = None, cache: bool = True, **options: Any
+    ) -> Answer:
+        """An answer with its numbered sources (`as_query_engine(**options).query`, as an
+        `Answer`), from the answer cache when RAG_CACHE allows and no `options` are given."""
         self._check_question(question, top_k)
-        engine = self.as_query_engine(similarity_top_k=top_k)
+        engine = self.as_query_engine(similarity_top_k=top_k, **options)
+        cache = cache and not options
         prompts = self._prompts(engine)
         if cache and (hit := self.answer_cache.lookup(question, top_k, prompts=prompts)):
             return hit
@@ -320,11 +335,12 @@ class RagApp:
         return answer
 
     def stream_query(
-        self, question: str, top_k: int | None = None, cache: bool = True
+        self, question: str, top_k: int | None = None, cache: bool = True, **options: Any
     ) -> tuple[Answer, Iterator[str]]:
         """The sources now and the answer text as it streams (`answer.text` fills in)."""
         self._check_question(question, top_k)
-        engine = self.as_query_engine(similarity_top_k=top_k, streaming=True)
+        engine = self.as_query_engine(similarity_top_k=top_k, streaming=True, **options)
+        cache = cache and not options
         prompts = self._prompts(engine)
         if cache and (hit := self.answer_cache.lookup(question, top_k, prompts=prompts)):
             return hit, iter([hit.text])
@@ -385,19 +401,21 @@ class RagApp:
 
         With an LLM, `kwargs` go to LlamaIndex's `get_response_synthesizer` (`response_mode`,
         `streaming`, `text_qa_template`, ...), except `node_postprocessors`, which go to the
-        engine. Offline the synthesizer is extractive: `streaming` applies, LLM options do not.
+        engine, and `retriever` ("hybrid", "dense", "keyword"), which overrides RAG_RETRIEVER.
+        Offline the synthesizer is extractive: `streaming` applies, LLM options do not.
         Vector-store options (`filters`, `vector_store_query_mode`, `vector_store_kwargs`,
         `doc_ids`) make it retrieve from the vector store alone (`index.as_retriever`), since
         the keyword side of hybrid retrieval cannot apply them.
         """
         self._check_embedding()
         postprocessors = kwargs.pop("node_postprocessors", None)
+        mode = kwargs.pop("retriever", None)
         top_k = similarity_top_k or self.settings.top_k
         store_options = {k: kwargs.pop(k) for k in VECTOR_STORE_OPTIONS if k in kwargs}
         retriever = (
             self.index.as_retriever(similarity_top_k=top_k, **store_options)
             if store_options
-            else self._retriever(top_k)
+            else self._retriever(top_k, mode)
         )
         return RetrieverQueryEngine(
             retriever=retriever,

@@ -169,6 +169,24 @@ class Settings(BaseSettings):
     OPENAI_BASE_URL.
     """
 
+    api_key: SecretStr | None = _env(
+        "RAG_API_KEY",
+        None,
+        description="bearer token `rag-app serve` requires on every endpoint but health; "
+        "required to bind anything but loopback",
+    )
+    upload_max_bytes: int = _env(
+        "RAG_UPLOAD_MAX_BYTES", 20_000_000, ge=1, description="largest file `serve` accepts"
+    )
+    upload_max_files: int = _env(
+        "RAG_UPLOAD_MAX_FILES", 20, ge=1, le=1000, description="files per `serve` upload"
+    )
+    cors_origins: str = _env(
+        "RAG_CORS_ORIGINS",
+        "",
+        description="comma-separated origins `serve` allows cross-origin requests from (none)",
+    )
+
     judge: str | None = _env("RAG_JUDGE", None)
     """LLM-as-judge of `eval answers` / `eval compare`: `openai:<model>` on OPENAI_BASE_URL; unset:
     no judge unless `--judge` is given.

@@ -1,8 +1,8 @@
 """The `rag-app` command line: one module per command group.
 
 `entry` parses arguments and dispatches, `documents` holds ingest / query / docs / cache,
-`eval` the eval family and `images` the image commands. The top of the import graph: nothing
-in rag_app imports it.
+`eval` the eval family, `images` the image commands and `serve` the HTTP server. The top of
+the import graph: nothing in rag_app imports it.
 """
 
 from rag_app.cli.entry import main

@@ -19,6 +19,7 @@ from rag_app.cli.documents import COMMANDS, add_document_commands, list_document
 from rag_app.cli.eval import add_eval_commands, run_eval
 from rag_app.cli.images import SETTINGS_COMMANDS, add_image_commands
 from rag_app.cli.migrate import add_migrate_command, run_migrate
+from rag_app.cli.serve import add_serve_command, run_serve
 from rag_app.errors import RagAppError
 
 
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_commands(commands)
     add_image_commands(commands)
+    add_serve_command(commands)
 
     commands.add_parser(
         "pinecone-local",
@@ -135,6 +137,8 @@ def _run(args: argparse.Namespace) -> int:
         check_data_dir(settings.data_dir)
     if args.command == "eval":
         return run_eval(settings, args)
+    if args.command == "serve":
+        return run_serve(settings, args)
     if args.command == "reindex":
         return _reindex(settings, args)
     if args.command == "migrate":
