@@ -39,8 +39,9 @@ from rag_app.ingestion.consistency import CheckReport, check
 from rag_app.ingestion.loaders import (
     document_id,
     documents_from_python,
+    gone_documents,
     is_image_document,
-    legacy_document_id,
+    legacy_ids,
     load_paths,
 )
 from rag_app.ingestion.pipeline import Ingestor, IngestReport, delete_documents
@@ -204,41 +205,17 @@ class RagApp:
             return report
         catalog = self.backend.documents()
         ingested = {d.doc_id for d in documents}
-        renamed = [old for old in self._legacy_ids(paths, ingested) if old in catalog]
-        gone = self._gone(paths, catalog)
+        doc_root = self.settings.doc_root
+        renamed = [old for old in legacy_ids(paths, doc_root, ingested) if old in catalog]
+        gone = gone_documents(paths, doc_root, catalog)
         if prune or pictures:
-            gone_images = self._gone(paths, self.images.images.documents())
+            gone_images = gone_documents(paths, doc_root, self.images.images.documents())
             if prune:
                 self.images.delete(gone_images)
             gone += gone_images
         self.delete(renamed + gone if prune else renamed)
         report.pruned, report.gone = (gone, []) if prune else ([], gone)
         return report
-
-    def _path_prefixes(self, paths: Sequence[Path]) -> Iterator[tuple[Path, str, str]]:
-        """Each path with its id (the prefix of the ids of its files) under both id rules."""
-        for path in paths:
-            yield path, document_id(path, self.settings.doc_root), legacy_document_id(path)
-
-    def _legacy_ids(self, paths: Sequence[Path], ingested: set[str]) -> list[str]:
-        """Ids that files ingested now had under the old id rule (relative to the cwd)."""
-        old: set[str] = set()
-        for _, new_id, legacy_id in self._path_prefixes(paths):
-            for doc_id in ingested:
-                rest = _under(doc_id, new_id)
-                if rest is not None:
-                    old.add(rest.lstrip("/") if legacy_id == "." else legacy_id + rest)
-        return sorted(old - ingested)
-
-    def _gone(self, paths: Sequence[Path], catalog: dict[str, DocRecord]) -> list[str]:
-        """File documents under `paths` whose file no longer exists."""
-        gone: set[str] = set()
-        for path, prefix, _ in self._path_prefixes(paths):
-            for record in catalog.values():
-                rest = _under(record.doc_id, prefix) if record.source == record.doc_id else None
-                if rest is not None and not Path(f"{path}{rest}").exists():
-                    gone.add(record.doc_id)
-        return sorted(gone)
 
     def ingest_texts(self, texts: Iterable[str]) -> IngestReport:
         """Ingest plain strings (ids from their content)."""
@@ -507,12 +484,3 @@ class RagApp:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _under(doc_id: str, prefix: str) -> str | None:
-    """The rest of `doc_id` after the path id `prefix` ("" or "/..."), None if not under it."""
-    if doc_id == prefix:
-        return ""
-    if prefix in ("", ".") and not doc_id.startswith("/"):
-        return "/" + doc_id
-    return doc_id[len(prefix) :] if doc_id.startswith(prefix.rstrip("/") + "/") else None

@@ -14,14 +14,17 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core import Document
 
 from rag_app.errors import RagAppError
+
+if TYPE_CHECKING:
+    from rag_app.stores.base import DocRecord
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 READERS_BY_SUFFIX = {".pdf": "PDFReader", ".docx": "DocxReader"}
@@ -354,3 +357,42 @@ def read_squad(path: Path) -> tuple[list[Document], list[SquadQuestion]]:
                 )
             )
     return documents, questions
+
+
+def _path_prefixes(paths: Sequence[Path], doc_root: Path | None) -> Iterator[tuple[Path, str, str]]:
+    """Each path with its id (the prefix of the ids of its files) under both id rules."""
+    for path in paths:
+        yield path, document_id(path, doc_root), legacy_document_id(path)
+
+
+def legacy_ids(paths: Sequence[Path], doc_root: Path | None, ingested: set[str]) -> list[str]:
+    """Ids that files ingested now had under the old id rule (relative to the cwd)."""
+    old: set[str] = set()
+    for _, new_id, legacy_id in _path_prefixes(paths, doc_root):
+        for doc_id in ingested:
+            rest = _under(doc_id, new_id)
+            if rest is not None:
+                old.add(rest.lstrip("/") if legacy_id == "." else legacy_id + rest)
+    return sorted(old - ingested)
+
+
+def gone_documents(
+    paths: Sequence[Path], doc_root: Path | None, catalog: Mapping[str, DocRecord]
+) -> list[str]:
+    """File documents under `paths` whose file no longer exists."""
+    gone: set[str] = set()
+    for path, prefix, _ in _path_prefixes(paths, doc_root):
+        for record in catalog.values():
+            rest = _under(record.doc_id, prefix) if record.source == record.doc_id else None
+            if rest is not None and not Path(f"{path}{rest}").exists():
+                gone.add(record.doc_id)
+    return sorted(gone)
+
+
+def _under(doc_id: str, prefix: str) -> str | None:
+    """The rest of `doc_id` after the path id `prefix` ("" or "/..."), None if not under it."""
+    if doc_id == prefix:
+        return ""
+    if prefix in ("", ".") and not doc_id.startswith("/"):
+        return "/" + doc_id
+    return doc_id[len(prefix) :] if doc_id.startswith(prefix.rstrip("/") + "/") else None
