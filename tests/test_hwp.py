@@ -74,3 +74,34 @@ def test_folder_ingest_picks_up_hwp_files(tmp_path):
     documents, problems = load_paths([tmp_path])
     assert problems == []
     assert sorted(d.metadata["file_type"] for d in documents) == ["hwp", "hwpx"]
+
+
+NANUM = Path("/usr/share/fonts/truetype/nanum/NanumGothic.ttf")
+
+
+@pytest.mark.skipif(not NANUM.exists(), reason="needs Debian's fonts-nanum for a Hangul PDF")
+def test_korean_pdf_text_layer_extracts_in_reading_order(tmp_path):
+    pdfmetrics = pytest.importorskip("reportlab.pdfbase.pdfmetrics", reason="reportlab writes it")
+    from reportlab.pdfbase.ttfonts import TTFont
+    from reportlab.pdfgen import canvas
+
+    pdfmetrics.registerFont(TTFont("Nanum", str(NANUM)))
+    path = tmp_path / "guide.pdf"
+    page = canvas.Canvas(str(path))
+    page.setFont("Nanum", 12)
+    lines = [
+        "서울은 대한민국의 수도이다.",
+        "한강이 도시를 가로지른다.",
+        "종로구에는 경복궁이 있다.",
+    ]
+    for number, line in enumerate(lines):
+        page.drawString(72, 760 - 20 * number, line)
+    page.showPage()
+    page.save()
+
+    documents, problems = load_paths([path])
+
+    assert problems == []
+    text = documents[0].text
+    positions = [text.index(line) for line in lines]
+    assert positions == sorted(positions)
