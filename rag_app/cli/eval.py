@@ -20,7 +20,9 @@ def add_eval_commands(commands) -> None:
         dest="eval_kind", required=True, metavar="KIND", help="what to evaluate"
     )
     squad = eval_kinds.add_parser("squad", help="SQuAD-format QA: hit@k of answer spans")
-    squad.add_argument("path", type=Path, help="SQuAD-format JSON file")
+    squad.add_argument(
+        "path", type=Path, help="SQuAD-format JSON file, or Belebele JSONL (passage retrieval)"
+    )
     squad.add_argument("--limit", type=int, default=None, help="at most N questions")
     squad.add_argument("--seed", type=int, default=0, help="seed of the question sample")
     squad.add_argument("--top-k", type=int, default=10, help="hits counted up to rank k")

@@ -3,6 +3,7 @@
 `squad`: a question is a hit at rank r when the chunk at rank r belongs to the gold article and
 its character range covers a gold answer span. `pairs` (KLUE STS format): for pairs labelled at
 or above a threshold, the first sentence must retrieve its partner among all second sentences.
+A Belebele `.jsonl` file given to `squad` is passage retrieval (`read_belebele`).
 Documents go into a fresh collection of the configured backend, removed afterwards (even on
 Ctrl-C).
 """
@@ -25,6 +26,7 @@ from llama_index.core import Document
 from rag_app.answers.types import Source
 from rag_app.app import RagApp
 from rag_app.embeddings.models import Embedder, build_embedder
+from rag_app.errors import RagAppError
 from rag_app.ingestion.loaders import SquadQuestion, read_squad
 from rag_app.settings import Settings, load_settings
 
@@ -41,6 +43,34 @@ def first_hit_rank(sources: Sequence[Source], question: SquadQuestion) -> int | 
     return next((rank for rank, s in enumerate(sources, 1) if is_hit(s, question)), None)
 
 
+def read_belebele(path: Path) -> tuple[list[Document], list[SquadQuestion]]:
+    """Belebele JSONL as passage retrieval: each FLORES passage (by `link`) is one document and
+    its questions' gold span is the whole passage, so a hit is a chunk holding the question's
+    own passage (passages are 77-696 characters: one chunk each at the default chunk size)."""
+    documents: dict[str, Document] = {}
+    questions: list[SquadQuestion] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            link, passage, question = row["link"], row["flores_passage"], row["question"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise RagAppError(
+                f"{path}:{number}: not a Belebele line (needs link, flores_passage, question): "
+                f"{exc}"
+            ) from None
+        doc_id = f"{path.stem}/{link}"
+        if doc_id not in documents:
+            documents[doc_id] = Document(
+                id_=doc_id,
+                text=passage,
+                metadata={"source": str(path), "title": link, "file_type": "belebele"},
+            )
+        questions.append(SquadQuestion(question, doc_id, ((0, len(passage)),)))
+    return list(documents.values()), questions
+
+
 def evaluate_squad(
     settings: Settings,
     path: Path,
@@ -54,7 +84,7 @@ def evaluate_squad(
 
     `rows`, when given, receives one row per question (id, question, rank) for run records.
     """
-    documents, questions = read_squad(path)
+    documents, questions = read_belebele(path) if path.suffix == ".jsonl" else read_squad(path)
     if limit is not None and limit < len(questions):
         questions = random.Random(seed).sample(questions, limit)
     with scratch_app(settings, embedder) as app:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from llama_index.core import Document
 
 from rag_app.errors import RagAppError
+from rag_app.ingestion.hwp import HWP_SUFFIXES
 
 if TYPE_CHECKING:
     from rag_app.stores.base import DocRecord
@@ -53,7 +54,14 @@ class SquadQuestion:
 
 
 def supported_suffixes() -> set[str]:
-    return TEXT_SUFFIXES | set(READERS_BY_SUFFIX) | HTML_SUFFIXES | IMAGE_SUFFIXES | {".json"}
+    return (
+        TEXT_SUFFIXES
+        | set(READERS_BY_SUFFIX)
+        | HTML_SUFFIXES
+        | IMAGE_SUFFIXES
+        | HWP_SUFFIXES
+        | {".json"}
+    )
 
 
 def document_id(path: Path, root: Path | None = None) -> str:
@@ -169,9 +177,12 @@ def load_file(path: Path, root: Path | None = None) -> list[Document]:
         return load_squad(path)
     if suffix in IMAGE_SUFFIXES:
         return [image_document(path, root)]
-    reader = _reader_for(suffix)
+    title = path.stem
     try:
-        text = reader(path)
+        if suffix in HWP_SUFFIXES:
+            text, title = _read_hwp(path)
+        else:
+            text = _reader_for(suffix)(path)
     except LoadError:
         raise
     except Exception as exc:  # every reader fails differently on a corrupt file
@@ -184,7 +195,7 @@ def load_file(path: Path, root: Path | None = None) -> list[Document]:
         Document(
             id_=doc_id,
             text=text,
-            metadata={"source": doc_id, "title": path.stem, "file_type": suffix.lstrip(".")},
+            metadata={"source": doc_id, "title": title, "file_type": suffix.lstrip(".")},
         )
     ]
 
@@ -271,6 +282,17 @@ def _guess_encoding(data: bytes) -> str:
 
     best = from_bytes(data).best()
     return best.encoding if best is not None else "latin-1"
+
+
+def _read_hwp(path: Path) -> tuple[str, str]:
+    """An HWP/HWPX file's text and title (its metadata title, else the file name)."""
+    from rag_app.ingestion.hwp import HwpError, read_hwp
+
+    try:
+        text, title = read_hwp(path)
+    except HwpError as exc:
+        raise LoadError(str(exc)) from None
+    return text, title or path.stem
 
 
 def _read_html(path: Path) -> str:
