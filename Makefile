@@ -9,7 +9,7 @@ TORCH_VERSION ?= 2.13.0
 QUESTION ?= What does ef_search control in HNSW?
 QUESTION_KO ?= 벡터 데이터베이스는 무엇을 저장하나요?
 
-.PHONY: run test install install-dev browser lint bench notebooks docs clean
+.PHONY: run test install install-dev test-system-packages lint bench notebooks docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,16 +28,18 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
-# The chat page's browser test drives Debian's chromium (nothing downloaded at test time).
-browser:
-	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+# Debian packages the tests use: chromium + its driver for the chat page's browser test, and a
+# Hangul font for the Korean PDF test (nothing is downloaded at test time).
+DEBIAN_TEST_FILES := /usr/bin/chromium /usr/bin/chromedriver /usr/share/fonts/truetype/nanum/NanumGothic.ttf
+test-system-packages:
+	@if ! ls $(DEBIAN_TEST_FILES) >/dev/null 2>&1; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver fonts-nanum; \
 	fi
 
 install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev browser
+install-dev: $(VENV)/.installed-dev test-system-packages
 
 run: install
 	$(BIN)/rag-app ingest rag_app/samples
