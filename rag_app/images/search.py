@@ -89,16 +89,15 @@ class WholeDocumentIngestor(Ingestor):
 
 
 class ImageIngestor(WholeDocumentIngestor):
-    """Embeds each image node's file with CLIP's vision tower before the shared write."""
+    """Embeds each image node's file with CLIP's vision tower (not its text) before the write."""
 
     embedder: ClipEmbedder
 
-    def _write_group(self, group: list[PendingDocument], report: IngestReport) -> None:
+    def _embed_group(self, group: list[PendingDocument]) -> None:
         nodes = [n for p in group for n in p.nodes if n.embedding is None]
         vectors = self.embedder.embed_image_files([Path(n.metadata["path"]) for n in nodes])
         for node, vector in zip(nodes, vectors, strict=True):
             node.embedding = vector.tolist()
-        super()._write_group(group, report)
 
 
 def side_settings(settings: Settings, suffix: str) -> Settings:
