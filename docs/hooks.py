@@ -79,8 +79,7 @@ def cli_reference() -> str:
 
     sections: list[str] = []
     _describe_commands(build_parser(), ["rag-app"], sections)
-    local = pinecone_local_parser()
-    local.prog = "rag-app pinecone-local"
+    local = pinecone_local_parser("rag-app pinecone-local")
     sections.append(_command_section(local, ["rag-app", "pinecone-local"], local.description))
     return "\n\n".join(sections)
 

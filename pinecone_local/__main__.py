@@ -4,4 +4,4 @@ import sys
 
 from pinecone_local.cli import main
 
-sys.exit(main())
+sys.exit(main(prog="python -m pinecone_local"))

@@ -12,10 +12,10 @@ from pinecone_local.server import serve
 FAULT_RATE_ENV = "PINECONE_LOCAL_FAULT_RATE"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line options of pinecone-local."""
+def build_parser(prog: str = "pinecone-local") -> argparse.ArgumentParser:
+    """The command-line options of pinecone-local; `prog` is how it was started (for --help)."""
     parser = argparse.ArgumentParser(
-        prog="python -m pinecone_local",
+        prog=prog,
         description="In-memory Pinecone-compatible server for development and tests.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -38,9 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "pinecone-local") -> int:
     """Parse *argv*, serve until interrupted, and return the process exit status."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     try:
         serve(
             host=args.host,

@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["pinecone-local"]:
         from pinecone_local import main as serve
 
-        return serve(argv[1:])
+        return serve(argv[1:], prog="rag-app pinecone-local")
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
