@@ -22,14 +22,10 @@ from llama_index.core.schema import NodeWithScore
 from rag_app.answers.answerers import Answerer, build_answerer, filling, source_of
 from rag_app.answers.cache import AnswerCache, prompt_fingerprint
 from rag_app.answers.chat import ChatSession
-from rag_app.answers.types import Answer, Source
-from rag_app.embeddings.models import (
-    CachedEmbedding,
-    Embedder,
-    build_embedder,
-    embedding_model_id,
-)
-from rag_app.errors import ConfigError
+from rag_app.answers.types import Answer
+from rag_app.collection import Collection
+from rag_app.embeddings.llama_embedding import CachedEmbedding
+from rag_app.embeddings.models import Embedder
 from rag_app.images.clip import ClipEmbedder, build_clip_embedder
 from rag_app.images.search import ImageHit, ImageSearch, PromptHit
 from rag_app.images.zero_shot import DEFAULT_TEMPLATE, classify_image
@@ -45,20 +41,16 @@ from rag_app.ingestion.loaders import (
     load_paths,
 )
 from rag_app.ingestion.pipeline import Ingestor, IngestReport, delete_documents
-from rag_app.retrieval.keyword_sync import KeywordSearch, KeywordSync, open_keyword_search
-from rag_app.retrieval.rerank import build_reranker
+from rag_app.retrieval.keyword_sync import KeywordSearch, KeywordSync
 from rag_app.retrieval.retriever import HybridRetriever
 from rag_app.settings import (
     RetrieverName,
     Settings,
-    check_embedder_settings,
     check_question,
-    check_sparse_index_settings,
     check_top_k,
     load_settings,
 )
-from rag_app.stores.base import Backend, DocRecord
-from rag_app.stores.registry import open_backend
+from rag_app.stores.base import DocRecord
 
 if TYPE_CHECKING:
     from rag_app.images.vision import Reimagined
@@ -67,7 +59,7 @@ if TYPE_CHECKING:
 VECTOR_STORE_OPTIONS = ("filters", "vector_store_query_mode", "vector_store_kwargs", "doc_ids")
 
 
-class RagApp:
+class RagApp(Collection):
     """Ingest documents and answer questions over the configured vector store."""
 
     def __init__(
@@ -76,25 +68,8 @@ class RagApp:
         collection: str | None = None,
         embedder: Embedder | None = None,
     ) -> None:
-        self.settings = settings
-        self._owns_embedder = embedder is None
-        check_sparse_index_settings(settings)
-        if embedder is None:
-            check_embedder_settings(settings)
-        else:
-            self.embedder = embedder
-        self.backend: Backend = open_backend(settings, lambda: self.embedder.dimension, collection)
+        super().__init__(settings, collection, embedder)
         self._answerer: Answerer | None = None
-        self._embedding_checked = False
-        self._collection = collection or settings.collection
-
-    # The embedding model takes seconds to load and the keyword index syncs with the catalog:
-    # both are built on first use, so `docs list`, `docs delete` and configuration errors are
-    # fast, and a run that fails early leaves no cache or index files behind.
-
-    @cached_property
-    def embedder(self) -> Embedder:
-        return build_embedder(self.settings)
 
     @cached_property
     def chunker(self) -> Chunker:
@@ -103,14 +78,6 @@ class RagApp:
             self.settings.chunk_overlap,
             self.embedder.tokenize,
         )
-
-    @cached_property
-    def keyword(self) -> KeywordSearch | None:
-        return self._keyword_search()
-
-    @cached_property
-    def reranker(self) -> Any:
-        return build_reranker(self.settings.reranker)
 
     @cached_property
     def clip(self) -> ClipEmbedder:
@@ -142,9 +109,6 @@ class RagApp:
         """Settings from arguments > environment > .env > defaults (see `Settings`)."""
         return cls(load_settings(**overrides), collection=collection)
 
-    def _keyword_search(self) -> KeywordSearch | None:
-        return open_keyword_search(self.backend, self.settings)
-
     @property
     def answerer(self) -> Answerer:
         if self._answerer is None:
@@ -153,11 +117,7 @@ class RagApp:
 
     def _retriever(self, top_k: int, mode: RetrieverName | None = None) -> HybridRetriever:
         mode = mode or self.settings.retriever
-        if mode != "dense" and self.keyword is None:
-            raise ConfigError(
-                f"the {mode} retriever needs the keyword index, which RAG_RETRIEVER=dense does "
-                "not keep: ask for the dense retriever, or set RAG_RETRIEVER=hybrid"
-            )
+        self._check_mode(mode)
         return HybridRetriever(
             self.backend,
             self.embedder,
@@ -262,36 +222,6 @@ class RagApp:
         sparse index (PINECONE_SPARSE_INDEX) is not compared (the report says "not used")."""
         local = self.keyword if isinstance(self.keyword, KeywordSync) else None
         return check(self.backend, local, repair)
-
-    def _model_id(self) -> str:
-        """The embedding model's id, without loading the model."""
-        embedder = self.__dict__.get("embedder")
-        return embedder.model_id if embedder else embedding_model_id(self.settings)
-
-    def _check_model_id(self) -> None:
-        """A store built with another model is refused before the model is loaded."""
-        model_id = self._model_id()
-        manifest = self.backend.manifest()
-        if manifest is not None and manifest["embed_model"] != model_id:
-            self.backend.check_embedding(model_id, manifest["dimension"])
-
-    def _check_embedding(self) -> None:
-        if not self._embedding_checked:
-            self._check_model_id()
-            self.backend.check_embedding(self.embedder.model_id, self.embedder.dimension)
-            self._embedding_checked = True
-
-    def retrieve(
-        self, question: str, top_k: int | None = None, retriever: RetrieverName | None = None
-    ) -> list[Source]:
-        """The sources for a question, best first (no answer); `retriever` overrides
-        RAG_RETRIEVER for this call."""
-        check_question(question)
-        check_top_k(top_k)
-        self._check_embedding()
-        chosen = self._retriever(top_k or self.settings.top_k, retriever) if retriever else None
-        found = (chosen or self.retriever).search(question, top_k or self.settings.top_k)
-        return [source_of(number, hit) for number, hit in enumerate(found, start=1)]
 
     def query(
         self, question: str, top_k: int | None = None, cache: bool = True, **options: Any
@@ -468,19 +398,10 @@ class RagApp:
         answer_cache = self.__dict__.get("answer_cache")
         if answer_cache is not None:
             answer_cache.close()
-        self.backend.close()
+        super().close()
         images = self.__dict__.get("images")
         if images is not None:
             images.close()
         clip = self.__dict__.get("clip")
         if clip is not None and clip.cache:
             clip.cache.close()
-        embedder = self.__dict__.get("embedder")
-        if self._owns_embedder and embedder is not None and embedder.cache:
-            embedder.cache.close()
-
-    def __enter__(self) -> RagApp:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

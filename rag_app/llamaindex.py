@@ -22,7 +22,8 @@ from llama_index.core.response_synthesizers import BaseSynthesizer
 
 from rag_app.answers.answerers import build_answerer
 from rag_app.app import RagApp
-from rag_app.embeddings.models import CachedEmbedding, Embedder, build_embedder
+from rag_app.embeddings.llama_embedding import CachedEmbedding
+from rag_app.embeddings.models import Embedder, build_embedder
 from rag_app.ingestion.catalog_store import CatalogVectorStore
 from rag_app.settings import Settings, load_settings
 

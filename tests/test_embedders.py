@@ -21,8 +21,8 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import PrivateAttr
 
 from rag_app.app import RagApp
+from rag_app.embeddings.engines import E5_MODEL_ID, E5_WINDOW_TOKENS, USE_MODEL_ID
 from rag_app.embeddings.models import Embedder, build_embedder
-from rag_app.embeddings.packaged import E5_MODEL_ID, E5_WINDOW_TOKENS, USE_MODEL_ID
 from rag_app.errors import ConfigError, EmbeddingMismatchError
 from rag_app.ingestion.chunking import Chunker, default_chunk_size
 from rag_app.settings import Settings, load_settings

@@ -20,10 +20,10 @@ from rag_app.embeddings.models import Embedder
 from rag_app.retrieval.relevance import (
     NOTHING_RELEVANT,
     Relevance,
-    RelevantNode,
     dense_weight,
     min_relevance,
 )
+from rag_app.retrieval.retriever import RelevantNode
 from rag_app.settings import load_settings
 from tests.conftest import require_shared
 

@@ -29,7 +29,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryType, Text
 from rag_app.answers.extractive import ExtractiveSynthesizer, extract_answer
 from rag_app.answers.types import Answer, Generated, Source
 from rag_app.errors import ConfigError
-from rag_app.retrieval.relevance import RelevantNode, is_relevant
+from rag_app.retrieval.retriever import RelevantNode, is_relevant
 from rag_app.settings import Settings
 
 SYSTEM_PROMPT = (

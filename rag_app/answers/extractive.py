@@ -22,7 +22,8 @@ from llama_index.core.schema import NodeWithScore, QueryType
 
 from rag_app.answers.types import Source
 from rag_app.retrieval.keyword_index import has_hangul, tokenize, tokenize_many
-from rag_app.retrieval.relevance import is_relevant, nothing_relevant_message
+from rag_app.retrieval.relevance import nothing_relevant_message
+from rag_app.retrieval.retriever import is_relevant
 
 SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?。！？])\s+")
 

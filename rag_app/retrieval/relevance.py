@@ -17,9 +17,9 @@ calibrated per embedding model (model id as `Embedder.model_id`), signal and que
 by `benchmarks/relevance_calibration.py` and kept in MIN_RELEVANCE; RAG_MIN_RELEVANCE overrides
 them.
 
-The retriever returns `RelevantNode`s: LlamaIndex `NodeWithScore`s that also carry the relevance
-and the verdict, so they reach the synthesizers and `response.source_nodes` through any
-LlamaIndex query or chat engine unchanged.
+The retriever returns `RelevantNode`s (rag_app/retrieval/retriever.py): LlamaIndex
+`NodeWithScore`s that also carry the relevance and the verdict, so they reach the synthesizers
+and `response.source_nodes` through any LlamaIndex query or chat engine unchanged.
 
 Measured (docs/benchmarks.md, "Relevance"): half of the documents removed, the questions of
 three such splits pooled (600 answerable and 600 unanswerable questions per language, 165 each
@@ -39,8 +39,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Literal
-
-from llama_index.core.schema import NodeWithScore
 
 Signal = Literal["hybrid", "keyword", "dense"]
 
@@ -95,18 +93,6 @@ class Relevance:
         if signal == "keyword" or self.dense is None:
             return keyword
         return (keyword + dense_weight * dense) / (1 + dense_weight)
-
-
-class RelevantNode(NodeWithScore):
-    """A retrieved node with its absolute relevance and whether it reaches the threshold."""
-
-    relevance: float
-    relevant: bool
-
-
-def is_relevant(hit: NodeWithScore) -> bool:
-    """False only for a node the retriever judged irrelevant (other retrievers judge nothing)."""
-    return not isinstance(hit, RelevantNode) or hit.relevant
 
 
 def min_relevance(

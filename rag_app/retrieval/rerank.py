@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-from llama_index.core.postprocessor import SentenceTransformerRerank
-from llama_index.core.schema import NodeWithScore, QueryBundle
+from typing import TYPE_CHECKING
 
 from rag_app.errors import ConfigError
+
+if TYPE_CHECKING:
+    from llama_index.core.schema import NodeWithScore
 
 RERANK_CANDIDATES = 4
 
 
 class Reranker:
     def __init__(self, spec: str) -> None:
+        from llama_index.core.postprocessor import SentenceTransformerRerank
+
         name = spec.removeprefix("hf:")
         if Path(name).exists():
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -34,6 +37,8 @@ class Reranker:
     def rerank(
         self, query: str, candidates: list[NodeWithScore], top_k: int
     ) -> list[NodeWithScore]:
+        from llama_index.core.schema import QueryBundle
+
         self._model.top_n = top_k
         return self._model.postprocess_nodes(candidates, QueryBundle(query))
 

@@ -7,7 +7,9 @@ shared ingestion and query paths need, each with the same meaning everywhere:
 
 - `upsert` overwrites a chunk id that exists (never keeps stale text);
 - `delete_chunks` deletes exactly the ids given;
-- `query` returns cosine similarity as the score;
+- `query` returns cosine similarity as the score, as LlamaIndex nodes; `search` returns the
+  same as plain `StoredChunk`s (the memory store answers it without importing LlamaIndex, so
+  `rag-app retrieve` starts in well under a second);
 - records (`read_records` / `write_records` / `delete_records`) are small JSON documents kept
   inside the store itself (a file, a side collection, a side namespace), so the catalog lives
   where the data lives and a second process or machine sees the same state.
@@ -33,6 +35,29 @@ MANIFEST_KEY = "__manifest__"
 #: The metadata field of a catalog record that holds when it was written (`time.time()` of the
 #: writer), in stores that can select records by it (`read_records_since`).
 WRITTEN_FIELD = "written"
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A stored chunk as plain data: what a retrieval result needs, without LlamaIndex."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any]
+    ref_doc_id: str | None
+    start_char: int | None
+    end_char: int | None
+
+    @classmethod
+    def of_node(cls, node: BaseNode) -> StoredChunk:
+        return cls(
+            id=node.node_id,
+            text=node.get_content(),
+            metadata=dict(node.metadata),
+            ref_doc_id=node.ref_doc_id,
+            start_char=getattr(node, "start_char_idx", None),
+            end_char=getattr(node, "end_char_idx", None),
+        )
 
 
 @dataclass(frozen=True)
@@ -170,6 +195,17 @@ class Backend(ABC):
             NodeWithScore(node=node, score=float(score))
             for node, score in zip(result.nodes or [], result.similarities or [], strict=True)
         ]
+
+    def search(self, embedding: Sequence[float], top_k: int) -> list[tuple[StoredChunk, float]]:
+        """`query` as plain chunks and scores, best first."""
+        return [
+            (StoredChunk.of_node(hit.node), float(hit.score or 0.0))
+            for hit in self.query(embedding, top_k)
+        ]
+
+    def fetch_chunks(self, ids: Sequence[str]) -> dict[str, StoredChunk]:
+        """`fetch_nodes` as plain chunks."""
+        return {i: StoredChunk.of_node(node) for i, node in self.fetch_nodes(ids).items()}
 
     # The catalog: documents and the manifest, stored as records.
 

@@ -19,13 +19,15 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from rag_app.settings import Settings
-from rag_app.stores.base import Backend
+from rag_app.stores.base import Backend, StoredChunk
 from rag_app.util.files import locked, write_atomically
 
 if TYPE_CHECKING:
     from llama_index.core.schema import NodeWithScore, TextNode
     from llama_index.core.vector_stores.types import MetadataFilters
 
+    from rag_app.stores.memory.snapshot import Snapshot
+    from rag_app.stores.memory.table import HnswParams
     from rag_app.stores.memory.vector_store import MemoryVectorStore
 
 
@@ -101,6 +103,36 @@ class MemoryBackend(Backend):
     ) -> list[NodeWithScore]:
         self.refresh()
         return super().query(embedding, top_k, filters)
+
+    def search(self, embedding: Sequence[float], top_k: int) -> list[tuple[StoredChunk, float]]:
+        if "vector_store" in self.__dict__:
+            self.refresh()
+            return self.vector_store.search_chunks(embedding, top_k)
+        return self._snapshot.table().search_chunks(embedding, top_k, self._hnsw())
+
+    def fetch_chunks(self, ids: Sequence[str]) -> dict[str, StoredChunk]:
+        if "vector_store" in self.__dict__:
+            self.refresh()
+            return self.vector_store.chunks(ids)
+        return self._snapshot.table().chunks(ids)
+
+    @cached_property
+    def _snapshot(self) -> Snapshot:
+        """The persisted rows, for a process that only searches: it never loads the vector
+        store (its unpersisted writes would be there), nor LlamaIndex with it."""
+        from rag_app.stores.memory.snapshot import Snapshot  # lazy: the catalog needs no numpy
+
+        return Snapshot(self._store_dir, self._options["index"])
+
+    def _hnsw(self) -> HnswParams | None:
+        if self._options["index"] != "hnsw":
+            return None
+        from rag_app.stores.memory.table import HnswParams
+
+        options = self._options
+        return HnswParams(
+            options["hnsw_m"], options["hnsw_ef_construction"], options["hnsw_ef_search"]
+        )
 
     def flush(self) -> None:
         if self._dirty:

@@ -2,7 +2,9 @@
 
 Search, growth, swap-remove deletes, HNSW tombstones and the durable on-disk generations are
 here; `vector_store.MemoryVectorStore` wraps this table in LlamaIndex's store contract and
-handles locking and merge-on-write (see its docstring for the whole design).
+handles locking and merge-on-write (see its docstring for the whole design). LlamaIndex is
+imported only where nodes are built or read: a search that returns `StoredChunk`s (`rag-app
+retrieve`) runs without it (importing it takes a second).
 """
 
 from __future__ import annotations
@@ -12,23 +14,18 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from llama_index.core.schema import (
-    BaseNode,
-    MetadataMode,
-    NodeRelationship,
-    RelatedNodeInfo,
-    TextNode,
-)
-from llama_index.core.vector_stores.types import (
-    MetadataFilters,
-    VectorStoreQuery,
-)
 
 from rag_app.errors import EmbeddingMismatchError
-from rag_app.stores.memory.filters import Column, filters_mask
+from rag_app.stores.base import StoredChunk
+
+if TYPE_CHECKING:
+    from llama_index.core.schema import BaseNode, TextNode
+    from llama_index.core.vector_stores.types import MetadataFilters, VectorStoreQuery
+
+    from rag_app.stores.memory.filters import Column
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -180,6 +177,8 @@ class RowTable:
 
     def place(self, node: BaseNode) -> int:
         """Write the node's non-vector fields into its row (new or existing); return the row."""
+        from llama_index.core.schema import MetadataMode  # a node is given: LlamaIndex is loaded
+
         row = self.row_of.get(node.node_id)
         text = node.get_content(metadata_mode=MetadataMode.NONE)
         if row is None:
@@ -264,6 +263,8 @@ class RowTable:
     # ----------------------------------------------------------------------------- masks
 
     def column(self, key: str) -> Column:
+        from rag_app.stores.memory.filters import Column  # lazy: filters import LlamaIndex
+
         column = self.columns.get(key)
         if column is None:
             column = self.columns[key] = Column([m.get(key) for m in self.metadata])
@@ -272,6 +273,8 @@ class RowTable:
     def selection(self, node_ids: list[str] | None, filters: MetadataFilters | None) -> np.ndarray:
         """Boolean mask over rows: in ``node_ids`` (if given) and matching ``filters``."""
         if filters is not None and filters.filters:
+            from rag_app.stores.memory.filters import filters_mask  # filters given: see column
+
             mask = filters_mask(filters, self.column, self.size)
         else:
             mask = np.ones(self.size, dtype=bool)
@@ -370,7 +373,35 @@ class RowTable:
         rows = self.label_to_row[labels[0][labels[0] >= 0]]
         return rows[rows >= 0]
 
+    def search_chunks(
+        self, embedding: Sequence[float], k: int, hnsw: HnswParams | None
+    ) -> list[tuple[StoredChunk, float]]:
+        """The best ``k`` rows as plain chunks with their cosine scores, best first."""
+        if self.size == 0:
+            return []
+        rows, scores = self.search(self.query_vector(embedding), k, None, hnsw)
+        return [(self.chunk_at(r), s) for r, s in zip(rows.tolist(), scores.tolist(), strict=True)]
+
+    def chunks(self, ids: Sequence[str]) -> dict[str, StoredChunk]:
+        rows = [r for r in map(self.row_of.get, ids) if r is not None]
+        return {self.ids[r]: self.chunk_at(r) for r in rows}
+
+    def chunk_at(self, row: int) -> StoredChunk:
+        """The row as a plain chunk, for searches that need no LlamaIndex node."""
+        start, end = int(self.starts[row]), int(self.ends[row])
+        code = int(self.doc_codes[row])
+        return StoredChunk(
+            id=self.ids[row],
+            text=self.texts[row],
+            metadata=dict(self.metadata[row]),
+            ref_doc_id=self.doc_names[code] if code >= 0 else None,
+            start_char=None if start < 0 else start,
+            end_char=None if end < 0 else end,
+        )
+
     def node_at(self, row: int) -> TextNode:
+        from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+
         start, end = int(self.starts[row]), int(self.ends[row])
         embed_excluded, llm_excluded = self.styles[int(self.style_codes[row])]
         code = int(self.doc_codes[row])

@@ -67,6 +67,7 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryResult,
 )
 
+from rag_app.stores.base import StoredChunk
 from rag_app.stores.memory.table import (
     FORMAT_VERSION,
     LOCK_NAME,
@@ -210,6 +211,15 @@ class MemoryVectorStore(BasePydanticVectorStore):
         """Nodes by id with their (L2-normalised) vectors, to copy them to another store."""
         with self._lock:
             return self._table.nodes_with_vectors(node_ids)
+
+    def search_chunks(self, embedding: Sequence[float], k: int) -> list[tuple[StoredChunk, float]]:
+        """`query` without filters, as plain chunks (`MemoryBackend.search`)."""
+        with self._lock:
+            return self._table.search_chunks(embedding, k, self._hnsw_params())
+
+    def chunks(self, ids: Sequence[str]) -> dict[str, StoredChunk]:
+        with self._lock:
+            return self._table.chunks(ids)
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """Top-k cosine similarity search honouring filters, doc_ids and node_ids."""
