@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.migrate_bench import migrate_section, migrate_targets
+from benchmarks.startup_bench import startup_section, startup_targets
 
 MB_LIMIT_FACTOR = 2.0
 NUMPY_ROWS = {
@@ -134,7 +135,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
     found += _remote_open_targets(results.get("remote_open"))
     found += _remote_ingest_targets(results.get("remote_ingest"))
     found += [Target(*row) for row in migrate_targets(results)]
-    found += _startup_targets(results.get("startup"))
+    found += [Target(*row) for row in startup_targets(results.get("startup"))]
     found += _serve_targets(results.get("serve"))
     found += _sparse_quality_targets(results.get("sparse_quality"))
     for scale in results.get("scale", []):
@@ -289,7 +290,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += _remote_ingest_section(results)
     lines += migrate_section(results, table)
     lines += _sparse_quality_section(results)
-    lines += _startup_section(results)
+    lines += startup_section(results, table)
     lines += _serve_section(results)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -842,52 +843,6 @@ def _sparse_quality_section(results: dict[str, Any]) -> list[str]:
         "alpha * dense + (1 - alpha) * sparse. hit@1 / hit@5:",
         "",
         *table(["variant", *datasets], rows),
-    ]
-
-
-def _startup_targets(startup: dict[str, Any] | None) -> list[Target]:
-    """Seconds on a quiet machine (issue 21); on a loaded one compare the ratios instead."""
-    if not startup or "skipped" in startup:
-        return []
-    rows = startup["commands"]
-    found = [
-        Target(
-            f"cold `rag-app {name}` (median s)",
-            f"<= {row['target_s']} s",
-            row["median_s"],
-            row["target_s"],
-        )
-        for name, row in rows.items()
-        if row.get("target_s")
-    ]
-    query_mb = rows["query"]["peak_rss_mb"]
-    return [*found, Target("cold `rag-app query` peak RSS (MB)", "<= 350 MB", query_mb, 350)]
-
-
-def _startup_section(results: dict[str, Any]) -> list[str]:
-    startup = results.get("startup")
-    if not startup:
-        return []
-    if "skipped" in startup:
-        return ["", "## Start-up", "", f"Skipped: {startup['skipped']}."]
-    header = ["process", "median s", "min s", "peak RSS MB", "ratio to import", "target s"]
-    rows = [
-        (name, r["median_s"], r["min_s"], r["peak_rss_mb"], r["ratio_to_import"], r["target_s"])
-        for name, r in startup["commands"].items()
-    ]
-    start, end = startup["loadavg"]
-    return [
-        "",
-        "## Start-up: cold `rag-app` commands as whole processes",
-        "",
-        f"Median of {startup['runs']} runs of each process, interleaved with",
-        '`python -c "import llama_index.core"` (the ratio\'s denominator), on the memory store',
-        f"after `rag-app ingest rag_app/samples`; `query` / `retrieve` ask {startup['question']!r}",
-        f"(extractive answer). Load average {_load(start)} at start, {_load(end)} at the end:",
-        "the targets are for a quiet machine, the ratios are what carries across runs.",
-        "See benchmarks/startup_bench.py.",
-        "",
-        *table(header, rows),
     ]
 
 
