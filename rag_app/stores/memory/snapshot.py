@@ -10,13 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rag_app.stores.memory.table import (
-    LOCK_NAME,
-    MANIFEST_NAME,
-    RowTable,
-    load_table,
-    read_manifest,
-)
+from rag_app.stores.memory.generations import LOCK_NAME, MANIFEST_NAME, read_manifest
+from rag_app.stores.memory.table import RowTable, load_table
 from rag_app.util.files import file_signature, locked
 
 

@@ -10,8 +10,7 @@ retrieve`) runs without it (importing it takes a second).
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ import numpy as np
 
 from rag_app.errors import EmbeddingMismatchError
 from rag_app.stores.base import StoredChunk
+from rag_app.stores.memory.generations import FORMAT_VERSION, write_durably
 
 if TYPE_CHECKING:
     from llama_index.core.schema import BaseNode, TextNode
@@ -27,10 +27,6 @@ if TYPE_CHECKING:
 
     from rag_app.stores.memory.filters import Column
 
-FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
-LOCK_NAME = ".lock"
-TEMP_PREFIX = ".tmp-"
 INITIAL_CAPACITY = 1024
 HNSW_MIN_FILTER_FRACTION = 0.2
 HNSW_REBUILD_DEAD_FRACTION = 0.25
@@ -64,31 +60,6 @@ def _resized(array: np.ndarray, rows: int, fill: int | float = 0) -> np.ndarray:
 
 def _offset(value: int | None) -> int:
     return -1 if value is None else value
-
-
-def is_local_fs(fs: Any) -> bool:
-    protocol = getattr(fs, "protocol", ())
-    return "file" in (protocol if isinstance(protocol, (tuple, list)) else (protocol,))
-
-
-def fsync_dir(path: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_durably(path: Path, write: Callable[[Any], None]) -> None:
-    """Write via ``write(fileobj)`` to a temp name in the same folder, fsync, rename."""
-    tmp = path.with_name(f"{TEMP_PREFIX}{os.getpid()}-{path.name}")
-    with open(tmp, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
@@ -519,25 +490,3 @@ def load_table(
     if "hnsw" in files and (index or config.get("index")) == "hnsw":
         table.load_hnsw(folder / files["hnsw"], np.load(folder / files["hnsw_labels"]))
     return config, table
-
-
-def stamp_of(manifest: dict[str, Any] | None) -> str | None:
-    """Identifies a generation; manifests older than the stamp are told apart by number."""
-    if manifest is None:
-        return None
-    return manifest.get("stamp") or f"generation-{manifest['generation']}"
-
-
-def read_manifest(folder: Path) -> dict[str, Any] | None:
-    path = folder / MANIFEST_NAME
-    if not path.exists():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def remove_stale_files(folder: Path, keep: set[str]) -> None:
-    """Delete other generations' files and leftover temp files after a manifest switch."""
-    prefixes = ("vectors-", "records-", "hnsw-", "hnsw_labels-", TEMP_PREFIX)
-    for path in folder.iterdir():
-        if path.name.startswith(prefixes) and path.name not in keep:
-            path.unlink(missing_ok=True)

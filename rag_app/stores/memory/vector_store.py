@@ -68,20 +68,18 @@ from llama_index.core.vector_stores.types import (
 )
 
 from rag_app.stores.base import StoredChunk
-from rag_app.stores.memory.table import (
+from rag_app.stores.memory.generations import (
     FORMAT_VERSION,
     LOCK_NAME,
     MANIFEST_NAME,
-    HnswParams,
-    RowTable,
     fsync_dir,
     is_local_fs,
-    load_table,
     read_manifest,
     remove_stale_files,
     stamp_of,
     write_durably,
 )
+from rag_app.stores.memory.table import HnswParams, RowTable, load_table
 from rag_app.util.files import file_signature, locked
 
 #: MMR re-ranks this many times top-k of the best candidates by cosine (not every row, which
