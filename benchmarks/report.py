@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from benchmarks.fusion_bench import fusion_section
 from benchmarks.migrate_bench import migrate_section, migrate_targets
 from benchmarks.startup_bench import startup_section, startup_targets
 
@@ -290,6 +291,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += _remote_ingest_section(results)
     lines += migrate_section(results, table)
     lines += _sparse_quality_section(results)
+    lines += fusion_section(results, table)
     lines += startup_section(results, table)
     lines += _serve_section(results)
     return "\n".join(lines).rstrip() + "\n"

@@ -33,6 +33,7 @@ from benchmarks import (
     answer_bench,
     cache_bench,
     e5_torch_bench,
+    fusion_bench,
     hnsw_bench,
     image_bench,
     ingest_bench,
@@ -78,10 +79,12 @@ ALL_SECTIONS = (
     "migrate",
     "startup",
     "serve",
+    "fusion",
 )
 #: The embedding batch-size sweep, real-embedding HNSW recall and the sparse-index quality
 #: comparison need minutes of encoding on 2 cores, so `make bench` leaves them out; name them
-#: in --sections to run them.
+#: in --sections to run them. So does `fusion` (every shared QA set embedded, twice for the
+#: multi-paragraph ones; its candidate lists are cached under benchmarks/results/cache/fusion).
 DEFAULT_SECTIONS = (
     "ingest,hybrid,models,e5-torch,scale,rss,answers,images,cache-thresholds,cache-latency,"
     "remote-open,remote-ingest,migrate,startup,serve"
@@ -109,6 +112,7 @@ SECTION_KEYS = {
     "sparse-quality": ["sparse_quality"],
     "startup": ["startup"],
     "serve": ["serve"],
+    "fusion": ["fusion"],
 }
 
 
@@ -216,6 +220,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results["images"] = sections.run(
                 "image ingest vs raw CLIP",
                 lambda: image_bench.bench_images(args.images, workdir / "images"),
+            )
+        if "fusion" in args.sections:
+            results["fusion"] = sections.run(
+                "fusion and chunking on the shared QA sets", fusion_bench.bench_fusion
             )
         if "cache-thresholds" in args.sections:
             _cache_thresholds(sections, args, workdir)
