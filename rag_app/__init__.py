@@ -9,6 +9,7 @@ from typing import Any
 
 _EXPORTS = {
     "RagApp": "rag_app.app",
+    "Collection": "rag_app.collection",
     "Settings": "rag_app.settings",
     "load_settings": "rag_app.settings",
     "vector_store": "rag_app.llamaindex",
