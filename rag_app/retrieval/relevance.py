@@ -44,17 +44,17 @@ from llama_index.core.schema import NodeWithScore
 
 Signal = Literal["hybrid", "keyword", "dense"]
 
-#: Weight of the cosine beside keyword coverage in the hybrid signal, per embedding model
-#: (0: coverage alone, for models whose cosine separates nothing).
-DENSE_WEIGHT: dict[str, float] = {
-    "e5:multilingual-e5-small-q4": 4.0,
+#: Weight of the cosine beside keyword coverage in the hybrid signal, per embedding model and
+#: question language (none: 0, coverage alone, for models whose cosine separates nothing).
+DENSE_WEIGHT: dict[str, dict[str, float]] = {
+    "e5:multilingual-e5-small-q4": {"en": 4.0, "zh": 4.0, "ko": 12.0},
 }
 #: Per embedding model, per signal and question language: the minimum relevance.
 MIN_RELEVANCE: dict[str, dict[Signal, dict[str, float]]] = {
     "e5:multilingual-e5-small-q4": {
-        "hybrid": {"en": 0.726, "zh": 0.786, "ko": 0.752},
-        "keyword": {"en": 0.357, "zh": 0.455, "ko": 0.254},
-        "dense": {"en": 0.791, "zh": 0.845, "ko": 0.873},
+        "hybrid": {"en": 0.726, "zh": 0.786, "ko": 0.796},
+        "keyword": {"en": 0.357, "zh": 0.455, "ko": 0.25},
+        "dense": {"en": 0.791, "zh": 0.845, "ko": 0.835},
     },
     "local:all-MiniLM-L6-v2": {
         "hybrid": {"en": 0.387, "zh": 0.405, "ko": 0.328},
@@ -66,8 +66,8 @@ MIN_RELEVANCE: dict[str, dict[Signal, dict[str, float]]] = {
 #: the model (it is the keyword index's; the lowest calibrated value is used), and a cosine
 #: threshold of 0 only refuses chunks pointing away from the question.
 FALLBACK: dict[Signal, dict[str, float]] = {
-    "hybrid": {"en": 0.254, "zh": 0.254, "ko": 0.254},
-    "keyword": {"en": 0.254, "zh": 0.254, "ko": 0.254},
+    "hybrid": {"en": 0.25, "zh": 0.25, "ko": 0.25},
+    "keyword": {"en": 0.25, "zh": 0.25, "ko": 0.25},
     "dense": {"en": 0.0, "zh": 0.0, "ko": 0.0},
 }
 
@@ -118,8 +118,9 @@ def min_relevance(
     return MIN_RELEVANCE.get(model_id, FALLBACK)[signal][language(question)]
 
 
-def dense_weight(model_id: str) -> float:
-    return DENSE_WEIGHT.get(model_id, 0.0)
+def dense_weight(model_id: str, question_language: str = "en") -> float:
+    """The cosine's weight in the hybrid signal for this model and language (`language`)."""
+    return DENSE_WEIGHT.get(model_id, {}).get(question_language, 0.0)
 
 
 def language(text: str) -> str:

@@ -13,7 +13,14 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from rag_app.embeddings.models import Embedder
 from rag_app.retrieval.fusion import fuse
 from rag_app.retrieval.keyword_sync import KeywordSearch, KeywordSync
-from rag_app.retrieval.relevance import Relevance, RelevantNode, Signal, dense_weight, min_relevance
+from rag_app.retrieval.relevance import (
+    Relevance,
+    RelevantNode,
+    Signal,
+    dense_weight,
+    language,
+    min_relevance,
+)
 from rag_app.retrieval.rerank import RERANK_CANDIDATES, Reranker
 from rag_app.settings import RetrieverName
 from rag_app.stores.base import Backend
@@ -58,7 +65,7 @@ class HybridRetriever(BaseRetriever):
         signal = self.signal
         model = self.embedder.model_id
         threshold = min_relevance(model, signal, self.min_relevance, query)
-        weight = dense_weight(model)
+        weight = dense_weight(model, language(query))
         found = []
         for hit, signals in self.search_with_relevance(query, top_k):
             relevance = signals.score(signal, weight)
