@@ -1,22 +1,24 @@
 """Calibrate the "nothing relevant found" threshold of an embedding model (one command).
 
-Half of each corpus's documents are removed (seeded): questions about a removed document are
+Half of each corpus's articles are removed (seeded): questions about a removed article are
 unanswerable, the others answerable. The kept half is ingested with the configured embedder
 (RAG_EMBED_MODEL) and every sampled question is retrieved; a question's relevance is its best
 source's. The questions of several seeds (splits, --seeds) are pooled: a threshold at the 2%
 tail of one split's answerable questions refused 4-5.5% of another split's (e5, seed 0 to 1).
-Per language, the threshold is the highest at which at most MAX_FALSE_REFUSAL of the
-answerable questions are refused; the report gives the share of unanswerable questions
-refused at it (target >= 0.9) and of answerable ones (<= 0.02), for each signal of
-rag_app/retrieval/relevance.py: hybrid (coverage and cosine, weighted by the model's DENSE_WEIGHT or
---dense-weight), keyword (coverage) and dense (the cosine, RAG_RETRIEVER=dense).
+Per language, the threshold is fitted on one corpus (FIT: XQuAD en and zh, TyDi QA ko train)
+as the highest at which at most MAX_FALSE_REFUSAL of its answerable questions are refused, and
+every corpus of that language is reported at it (TyDi dev, KLUE-STS: held out). The report
+gives the share of unanswerable questions refused (target >= 0.9) and of answerable ones
+(<= 0.02), and the curve (thresholds fitted at each CURVE share instead), for each signal of
+rag_app/retrieval/relevance.py: hybrid (coverage and cosine, weighted by the model's
+DENSE_WEIGHT or --dense-weight), keyword (coverage) and dense (the cosine, RAG_RETRIEVER=dense).
 
-    .venv/bin/python -m benchmarks.relevance_calibration          # the model of RAG_EMBED_MODEL
-    RAG_EMBED_MODEL=local .venv/bin/python -m benchmarks.relevance_calibration --dump raw.json
-    .venv/bin/python -m benchmarks.relevance_calibration --load raw.json --dense-weight 2
+    .venv/bin/python -m benchmarks.relevance_calibration --dump raw.json  # RAG_EMBED_MODEL's
+    .venv/bin/python -m benchmarks.relevance_calibration --corpora ko-tydi-train,ko-tydi-dev
+    .venv/bin/python -m benchmarks.relevance_calibration --load raw.json --dense-weight ko=8
 
 Put the printed thresholds into rag_app/retrieval/relevance.py's MIN_RELEVANCE under the printed
-model id (thresholds per signal and language), and the weight into DENSE_WEIGHT.
+model id (thresholds per signal and language), and the weights into DENSE_WEIGHT.
 """
 
 from __future__ import annotations
