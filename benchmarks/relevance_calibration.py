@@ -1,28 +1,31 @@
 """Calibrate the "nothing relevant found" threshold of an embedding model (one command).
 
-Half of each corpus's documents are removed (seeded): questions about a removed document are
+Half of each corpus's articles are removed (seeded): questions about a removed article are
 unanswerable, the others answerable. The kept half is ingested with the configured embedder
 (RAG_EMBED_MODEL) and every sampled question is retrieved; a question's relevance is its best
 source's. The questions of several seeds (splits, --seeds) are pooled: a threshold at the 2%
 tail of one split's answerable questions refused 4-5.5% of another split's (e5, seed 0 to 1).
-Per language, the threshold is the highest at which at most MAX_FALSE_REFUSAL of the
-answerable questions are refused; the report gives the share of unanswerable questions
-refused at it (target >= 0.9) and of answerable ones (<= 0.02), for each signal of
-rag_app/retrieval/relevance.py: hybrid (coverage and cosine, weighted by the model's DENSE_WEIGHT or
---dense-weight), keyword (coverage) and dense (the cosine, RAG_RETRIEVER=dense).
+Per language, the threshold is fitted on one corpus (FIT: XQuAD en and zh, TyDi QA ko train)
+as the highest at which at most MAX_FALSE_REFUSAL of its answerable questions are refused, and
+every corpus of that language is reported at it (TyDi dev, KLUE-STS: held out). The report
+gives the share of unanswerable questions refused (target >= 0.9) and of answerable ones
+(<= 0.02), and the curve (thresholds fitted at each CURVE share instead), for each signal of
+rag_app/retrieval/relevance.py: hybrid (coverage and cosine, weighted by the model's
+DENSE_WEIGHT or --dense-weight), keyword (coverage) and dense (the cosine, RAG_RETRIEVER=dense).
 
-    .venv/bin/python -m benchmarks.relevance_calibration          # the model of RAG_EMBED_MODEL
-    RAG_EMBED_MODEL=local .venv/bin/python -m benchmarks.relevance_calibration --dump raw.json
-    .venv/bin/python -m benchmarks.relevance_calibration --load raw.json --dense-weight 2
+    .venv/bin/python -m benchmarks.relevance_calibration --dump raw.json  # RAG_EMBED_MODEL's
+    .venv/bin/python -m benchmarks.relevance_calibration --corpora ko-tydi-train,ko-tydi-dev
+    .venv/bin/python -m benchmarks.relevance_calibration --load raw.json --dense-weight ko=8
 
 Put the printed thresholds into rag_app/retrieval/relevance.py's MIN_RELEVANCE under the printed
-model id (thresholds per signal and language), and the weight into DENSE_WEIGHT.
+model id (thresholds per signal and language), and the weights into DENSE_WEIGHT.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import sys
 from pathlib import Path
@@ -38,12 +41,22 @@ from rag_app.settings import load_settings
 from rag_lab.data import shared_dir
 
 SHARED = shared_dir() / "data"
+#: Corpus name -> (file, question language). TyDi's regrouped files have one article per title,
+#: so removing an article removes every passage of it.
 DATASETS = {
-    "en": SHARED / "xquad" / "xquad.en.json",
-    "zh": SHARED / "xquad" / "xquad.zh.json",
-    "ko": SHARED / "klue" / "klue-sts-v1.1_dev.json",
+    "en": (SHARED / "xquad" / "xquad.en.json", "en"),
+    "zh": (SHARED / "xquad" / "xquad.zh.json", "zh"),
+    "ko-tydi-train": (SHARED / "tydiqa-ko" / "tydiqa-goldp-ko-train.json", "ko"),
+    "ko-tydi-dev": (SHARED / "tydiqa-ko" / "tydiqa-goldp-ko-dev.json", "ko"),
+    "ko-klue": (SHARED / "klue" / "klue-sts-v1.1_dev.json", "ko"),
 }
+#: Per language, the corpus its threshold is fitted on; the others are only reported.
+FIT = {"en": "en", "zh": "zh", "ko": "ko-tydi-train"}
+#: Questions sampled per kind and split where not all are used (XQuAD, as in earlier runs).
+SAMPLED = {"en": 200, "zh": 200}
 MAX_FALSE_REFUSAL = 0.02
+#: Shares of answerable questions refused at which the curve of a signal is reported.
+CURVE = (0.01, 0.02, 0.05)
 TOP_K = 5
 
 
@@ -69,16 +82,18 @@ def pairs_split(path: Path, seed: int) -> tuple[list[Document], list[str], list[
     return kept, answerable, unanswerable
 
 
-def split(language: str, seed: int) -> tuple[list[Document], list[str], list[str]]:
-    path = DATASETS[language]
-    return pairs_split(path, seed) if language == "ko" else squad_split(path, seed)
+def split(corpus: str, seed: int) -> tuple[list[Document], list[str], list[str]]:
+    path, _ = DATASETS[corpus]
+    return pairs_split(path, seed) if corpus == "ko-klue" else squad_split(path, seed)
 
 
 def signals(
-    language: str, questions: int, seed: int, workdir: Path, embedder: Embedder | None = None
+    corpus: str, questions: int, seed: int, workdir: Path, embedder: Embedder | None = None
 ) -> dict[str, Any]:
-    """Per sampled question, the (dense, keyword) relevance signals of its top TOP_K sources."""
-    kept, answerable, unanswerable = split(language, seed)
+    """Per sampled question, the (dense, keyword) relevance signals of its top TOP_K sources.
+
+    `workdir` keeps the embedding cache, so the splits of one corpus embed each text once."""
+    kept, answerable, unanswerable = split(corpus, seed)
     rng = random.Random(seed)
     sample = {
         "answerable": rng.sample(answerable, min(questions, len(answerable))),
@@ -123,49 +138,100 @@ def refusal_rates(
     }
 
 
-def calibrate(raw: dict[str, dict[str, Any]], signal: Signal, weight: float) -> dict[str, Any]:
-    """Per language, the highest threshold refusing at most MAX_FALSE_REFUSAL of the answerable
-    questions, and the refusal rates at it."""
-    found = {}
-    for language, data in raw.items():
-        values = sorted(set(best(data["answerable"], signal, weight)))
-        allowed = [
-            t
-            for t in values
-            if refusal_rates(data, t, signal, weight)["answerable"] <= MAX_FALSE_REFUSAL
-        ]
-        threshold = max(round(max(allowed, default=0.0) - 0.0005, 3), 0.0)
-        found[language] = {"threshold": threshold, **refusal_rates(data, threshold, signal, weight)}
+def fit_threshold(
+    data: dict[str, Any], signal: Signal, weight: float, max_refusal: float = MAX_FALSE_REFUSAL
+) -> float:
+    """The highest threshold refusing at most `max_refusal` of the answerable questions
+    (refused: relevance under the threshold, rounded down to 3 decimals)."""
+    values = sorted(best(data["answerable"], signal, weight))
+    allowed = int(max_refusal * len(values) + 1e-9)  # questions that may be refused
+    if allowed >= len(values):
+        return round(values[-1], 3) if values else 0.0
+    return max(math.floor(values[allowed] * 1000) / 1000, 0.0)
+
+
+def calibrate(
+    raw: dict[str, dict[str, Any]], signal: Signal, weights: dict[str, float]
+) -> dict[str, Any]:
+    """Per language, the threshold fitted on its FIT corpus; per corpus, the refusal rates at its
+    language's threshold, and the curve: fitted at each CURVE share instead of 2%."""
+    fitted = {
+        language: {
+            share: fit_threshold(raw[corpus], signal, weights[language], share) for share in CURVE
+        }
+        for language, corpus in FIT.items()
+        if corpus in raw
+    }
+    found: dict[str, Any] = {
+        "thresholds": {lang: t[MAX_FALSE_REFUSAL] for lang, t in fitted.items()}
+    }
+    for corpus, data in raw.items():
+        language = DATASETS[corpus][1]
+        if language not in fitted:
+            continue
+        weight = weights[language]
+        found[corpus] = {
+            "threshold": fitted[language][MAX_FALSE_REFUSAL],
+            **refusal_rates(data, fitted[language][MAX_FALSE_REFUSAL], signal, weight),
+            "curve": {
+                str(share): refusal_rates(data, threshold, signal, weight)
+                for share, threshold in fitted[language].items()
+            },
+        }
     return found
+
+
+def _weights(text: str) -> dict[str, float]:
+    """A number for every language (key "") or per language: "ko=12,en=4"."""
+    pairs = [part.partition("=") for part in text.split(",") if part]
+    return {key if sep else "": float(value if sep else key) for key, sep, value in pairs}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=int, default=200, help="per kind and language")
-    parser.add_argument("--languages", default="en,zh,ko")
+    parser.add_argument("--questions", type=int, default=1000, help="per kind and split")
+    parser.add_argument("--corpora", default=",".join(DATASETS), help=f"of {', '.join(DATASETS)}")
     parser.add_argument("--seeds", default="0,1,2", help="splits whose questions are pooled")
     parser.add_argument("--workdir", type=Path, default=Path(".rag_data/relevance-calibration"))
     parser.add_argument("--dump", type=Path, help="write the raw signals here (JSON)")
     parser.add_argument("--load", type=Path, help="calibrate the raw signals of a --dump")
-    parser.add_argument("--dense-weight", type=float, help="hybrid weight (default: the model's)")
+    parser.add_argument(
+        "--dense-weight",
+        type=_weights,
+        default={},
+        help="hybrid weight: a number for every language or per language, ko=12,en=4 "
+        "(default: the model's DENSE_WEIGHT)",
+    )
     args = parser.parse_args(argv)
     if args.load:
         raw = json.loads(args.load.read_text())
     else:
         seeds = [int(seed) for seed in args.seeds.split(",")]
         raw = {
-            language: pooled([signals(language, args.questions, s, args.workdir) for s in seeds])
-            for language in args.languages.split(",")
+            corpus: pooled(
+                [
+                    signals(corpus, SAMPLED.get(corpus, args.questions), s, args.workdir)
+                    for s in seeds
+                ]
+            )
+            for corpus in args.corpora.split(",")
         }
     if args.dump:
         args.dump.write_text(json.dumps(raw))
     model = next(iter(raw.values()))["model"]
-    weight = args.dense_weight if args.dense_weight is not None else dense_weight(model)
+    weights = {
+        language: args.dense_weight.get(language, args.dense_weight.get("", None))
+        for language in FIT
+    }
+    weights = {
+        language: dense_weight(model, language) if weight is None else weight
+        for language, weight in weights.items()
+    }
     result = {
         "model": model,
-        "questions_per_kind": {language: len(data["answerable"]) for language, data in raw.items()},
-        "dense_weight": weight,
-        **{signal: calibrate(raw, signal, weight) for signal in ("hybrid", "keyword", "dense")},
+        "questions_per_kind": {corpus: len(data["answerable"]) for corpus, data in raw.items()},
+        "dense_weight": weights,
+        **{signal: calibrate(raw, signal, weights) for signal in ("hybrid", "keyword", "dense")},
     }
     print(json.dumps(result, indent=2))
 

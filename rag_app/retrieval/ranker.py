@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 
 from rag_app.retrieval.fusion import fuse
 from rag_app.retrieval.keyword_sync import KeywordSearch, KeywordSync
-from rag_app.retrieval.relevance import Relevance, Signal, dense_weight, min_relevance
+from rag_app.retrieval.relevance import Relevance, Signal, dense_weight, language, min_relevance
 from rag_app.retrieval.rerank import RERANK_CANDIDATES
 from rag_app.settings import RetrieverName
 
@@ -67,7 +67,7 @@ class Ranker(Generic[Item]):
 
     def search(self, query: str, top_k: int) -> list[Ranked[Item]]:
         threshold = min_relevance(self.model_id, self.signal, self.min_relevance, query)
-        weight = dense_weight(self.model_id)
+        weight = dense_weight(self.model_id, language(query))
         found = []
         for (item_id, item, score), signals in self.search_with_relevance(query, top_k):
             relevance = signals.score(self.signal, weight)
