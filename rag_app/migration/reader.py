@@ -6,10 +6,14 @@ thread reads the next batches while the current one is written, at most `READ_AH
 ahead (memory stays flat), and hands them over in order, so the checkpoint keeps its meaning.
 
 A thread helps where the read waits on a socket or copies numpy rows (memory), both of which
-release the GIL. Embedded Chroma's reader runs in-process Rust code that holds the GIL while it
-reads and while it turns its answer into Python lists, so there the two take turns; a worker
-process was tried for it and lost more to its start (importing chromadb and LlamaIndex again:
-7.9 s at load 13) than it won: 20k chunks read in 17.8 s against 10.8 s by the thread.
+release the GIL. Embedded Chroma's reader is in-process Rust code that turns its answer into
+Python lists under the GIL, so there the two mostly take turns. A worker process was tried for
+it, with mixed results on this shared 2-core machine, so it is not used: through
+multiprocessing's spawn (which also re-runs an unguarded caller's `__main__`, a hazard for
+scripts), 20k chunks read into nodes in 17.8 s against 10.8 s by the thread (load 13), 100k in
+11.3-11.7 s against 17.3-18.8 s (load 2, all batches read ahead); as a `python -m` subprocess
+streaming pickled rows with a bounded read-ahead, 100k in 12.5-14.0 s against 13.7 s (load 1;
+the worker's read alone 9.4 s, making the nodes 3.7 s).
 """
 
 from __future__ import annotations
