@@ -251,8 +251,9 @@ def migrate_section(results: dict[str, Any], table: Any) -> list[str]:
         "the source and its catalog, writes the catalog and builds the keyword index. A fresh",
         "reader then opens the target and answers a top-10 query. `raw read`: every chunk with",
         "its vector read through the source's own client (chromadb `get`; the memory store's",
-        "rows), a cost no target can save. `verify`: the comparison that",
-        "follows by default (counts, catalog, 50 sampled queries, `docs check`).",
+        "rows), a cost no target can save. Chroma -> memory copies the source's keyword index",
+        "(built by the memory -> Chroma step) instead of tokenizing again. `verify`: the",
+        "comparison that follows by default (counts, catalog, 50 sampled queries, `docs check`).",
         "",
         *table(header, rows),
     ]

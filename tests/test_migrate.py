@@ -24,6 +24,7 @@ from rag_app.app import RagApp
 from rag_app.embeddings.models import Embedder
 from rag_app.errors import RagAppError
 from rag_app.migration.targets import target_settings
+from rag_app.retrieval.keyword_index import KeywordIndex
 from rag_app.settings import Settings, load_settings
 from rag_app.stores.base import DocRecord, chunk_ids
 from rag_app.stores.registry import open_backend
@@ -330,3 +331,41 @@ def test_a_pinecone_target_with_a_sparse_index_gets_its_bm25_from_the_copied_chu
         finally:
             target.keyword.drop()
             target.backend.drop()
+
+
+def test_the_source_keyword_index_is_copied_only_when_it_holds_the_catalogs_documents(
+    make_settings: Callable[..., Settings],
+    embedder: Embedder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = make_settings()
+    synthetic_source(settings, embedder.model_id, documents=4, per_doc=3)
+    with RagApp(settings, embedder=embedder) as app:
+        expected = app.keyword.search("문서 2의 1번째 조각", 3)  # builds the source's index
+    tokenized: list[int] = []
+    add = KeywordIndex.add
+    monkeypatch.setattr(
+        KeywordIndex,
+        "add",
+        lambda self, ids, texts: (tokenized.append(len(ids)), add(self, ids, texts)),
+    )
+
+    def migrate(folder: str) -> list[tuple[str, float]]:
+        with RagApp(settings, embedder=embedder) as app:
+            report = app.migrate_to("chroma", data_dir=tmp_path / folder)
+        assert report.verification is not None and report.verification.ok, report.summary()
+        moved = target_settings(settings, "chroma", data_dir=tmp_path / folder)
+        with RagApp(moved, embedder=embedder) as target:
+            assert target.check().consistent
+            return target.keyword.search("문서 2의 1번째 조각", 3)
+
+    assert migrate("copied") == expected and tokenized == []
+    # A document changed behind the index's back: the index is stale, the chunks are built
+    # (ties in BM25 score may then come in another order).
+    backend = open_backend(settings, lambda: 384)
+    backend.put_documents([DocRecord("doc3.md", "hash-changed", 3, source="doc3.md")])
+    backend.close()
+    built = migrate("built")
+    assert built[0] == expected[0] and [s for _, s in built] == [s for _, s in expected]
+    assert sum(tokenized) >= 12

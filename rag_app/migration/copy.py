@@ -4,8 +4,10 @@ The copy follows the ingestion path's write order, so a target caught mid-way lo
 interrupted ingest (which `docs check` and the keyword index understand) and never like a
 finished collection: the manifest (the embedding model) first, then every document's record
 marked incomplete, then the chunks in batches (sorted ids, read with their vectors through
-`Backend.fetch_embedded`, written with `Backend.upsert`, which overwrites an id that exists),
-then the catalog as the source has it, and last the keyword index (from the copied texts).
+`Backend.fetch_embedded` ahead of the writer by `rag_app.migration.reader`, written with
+`Backend.upsert`, which overwrites an id that exists), then the catalog as the source has it,
+and last the keyword index (from the copied texts, or the source's own local index when it
+holds exactly the copied catalog's documents).
 
 A checkpoint file under RAG_DATA_DIR/migrate/ records per collection how many of the sorted
 ids are durable in the target (after `flush`). A killed run (Ctrl-C, kill -9) is resumed by
@@ -28,13 +30,17 @@ from typing import Any, Literal
 from tqdm.auto import tqdm
 
 from rag_app.errors import EmbeddingMismatchError, RagAppError
-from rag_app.retrieval.keyword_sync import KeywordSearch, KeywordSync
-from rag_app.stores.base import MANIFEST_KEY, Backend, batched, searched_text
-from rag_app.util.files import write_atomically
+from rag_app.migration.reader import read_batches
+from rag_app.retrieval.keyword_index import KeywordIndex
+from rag_app.retrieval.keyword_sync import LOCK_FILE, KeywordSearch, KeywordSync
+from rag_app.stores.base import MANIFEST_KEY, Backend, searched_text
+from rag_app.util.files import locked, write_atomically
 
 Policy = Literal["refuse", "resume", "replace"]
-#: A memory target persists its whole matrix on `flush`: checkpoint it at most this often.
+#: A memory target persists its whole matrix on `flush`: checkpoint it at most this often,
 CHECKPOINT_SECONDS = 10.0
+#: and at most once per this many times the last flush took (flushes grow with the copy).
+CHECKPOINT_FLUSH_FACTOR = 10.0
 
 
 @dataclass
@@ -48,6 +54,8 @@ class Part:
     keyword: Callable[[], KeywordSearch | None] | None = None
     #: Where a local keyword index of the target lives (removed by `--replace`).
     keyword_dir: Path | None = None
+    #: Where the source's local keyword index lives, if it has one (see `copy_part`).
+    source_keyword_dir: Path | None = None
     ids: list[str] = field(default_factory=list)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -134,31 +142,65 @@ def copy_part(
         checkpoint.save(part.name, done=0, ids=part.digest, prepared=False)
         _prepare_target(part, policy)
         checkpoint.save(part.name, done=0, ids=part.digest, prepared=True)
-    keyword = part.keyword() if part.keyword else None
+    reused = _source_keyword_index(part)
+    keyword = part.keyword() if part.keyword and reused is None else None
     bar.update(done)
-    saved = time.monotonic()
-    for group in batched(part.ids[done:], batch_size):
-        nodes = part.source.fetch_embedded(group)
-        found = [nodes[i] for i in group if i in nodes]
+    saved, flush_seconds = time.monotonic(), 0.0
+    for group, found in read_batches(part.source, part.ids[done:], batch_size):
         part.target.upsert(found)
         if keyword is not None and not (resumed and isinstance(keyword, KeywordSync)):
             keyword.chunks_written([n.node_id for n in found], [searched_text(n) for n in found])
         done += len(group)
         bar.update(len(group))
-        if part.target.writes_through or time.monotonic() - saved >= CHECKPOINT_SECONDS:
+        since = time.monotonic() - saved
+        if part.target.writes_through or since >= max(
+            CHECKPOINT_SECONDS, CHECKPOINT_FLUSH_FACTOR * flush_seconds
+        ):
+            began = time.monotonic()
             part.target.flush()
             checkpoint.save(part.name, done=done, ids=part.digest, prepared=True)
             saved = time.monotonic()
+            flush_seconds = saved - began
     part.target.flush()
     if part.records:
         part.target.write_records(part.records)
-    if keyword is not None:
+    if reused is not None and part.keyword_dir is not None:
+        with locked(part.keyword_dir / LOCK_FILE):
+            reused.save(part.keyword_dir)
+    elif keyword is not None:
         if resumed and isinstance(keyword, KeywordSync):
             keyword.rebuild()  # the chunks of the killed run's batches were never indexed
         else:
             keyword.commit()
     checkpoint.save(part.name, done=done, ids=part.digest, prepared=True, finished=True)
     return resumed
+
+
+def _source_keyword_index(part: Part) -> KeywordIndex | None:
+    """The source's local keyword index when it holds exactly the catalog's documents.
+
+    Copied into the target's place, it saves tokenizing every chunk again (a fifth of a
+    Chroma -> memory copy): it is what building it from the copied chunks would give, since
+    the target's chunks and catalog are the source's. The target's `KeywordSync` still checks it
+    against the target's catalog when it opens (without the source's sync stamp, so it reads
+    the whole catalog once), as it does any saved index.
+    """
+    if part.source_keyword_dir is None or part.keyword_dir is None:
+        return None
+    try:
+        index = KeywordIndex.load(part.source_keyword_dir)
+    except (FileNotFoundError, RagAppError):
+        return None
+    versions = {
+        key: [record["content_hash"], record["n_chunks"]]
+        for key, record in part.records.items()
+        if key != MANIFEST_KEY and record.get("complete")
+    }
+    extra = index.extra if isinstance(index.extra, dict) else {}
+    if extra.get("docs") != versions:
+        return None
+    index.extra = {"docs": versions}
+    return index
 
 
 def _prepare_target(part: Part, policy: Policy) -> None:

@@ -140,6 +140,11 @@ def _parts(source: Settings, target: Settings, answers: bool) -> list[Part]:
         text_target,
         keyword=_once(lambda: open_keyword_search(text_target, target)),
         keyword_dir=None if target.pinecone_sparse_index else keyword_dir(target, text_target),
+        source_keyword_dir=(
+            None
+            if source.pinecone_sparse_index or source.retriever == "dense"
+            else keyword_dir(source, text_source)
+        ),
     )
     parts = [text]
     for name, suffix in (("images", IMAGES_SUFFIX), ("prompts", PROMPTS_SUFFIX)):
