@@ -42,7 +42,7 @@ from rag_app.app import RagApp
 from rag_app.embeddings.models import Embedder
 from rag_app.errors import EmbeddingMismatchError
 from rag_app.ingestion.catalog_store import CatalogWriteError
-from rag_app.ingestion.pipeline import flatten_metadata
+from rag_app.ingestion.records import flatten_metadata
 from rag_app.llamaindex import close_shared
 from rag_app.stores.base import Backend, searched_text
 from rag_app.stores.pinecone import FixedPineconeVectorStore

@@ -223,3 +223,36 @@ def test_another_embedding_model_is_refused_before_anything_is_written(
         assert other.texts_embedded == 0
     assert app.backend.count() == count
     assert "new" not in [r.doc_id for r in app.documents()]
+
+
+def test_the_record_size_bound_is_never_below_the_exact_size() -> None:
+    """The fast path of the metadata-size check may only skip nodes that truly fit."""
+    import json
+    import random
+    import string
+
+    from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+    from llama_index.core.vector_stores.utils import node_to_metadata_dict
+
+    from rag_app.ingestion.records import record_size_bound
+
+    rng = random.Random(7)
+    alphabet = string.printable + '한국어漢字"\\\x00\x01\u2028'
+
+    def text(most: int) -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, most)))
+
+    for position in range(300):
+        doc_id = "d" + text(40)
+        metadata = {text(12) or "k": text(200) for _ in range(rng.randint(0, 4))}
+        metadata.update(doc_id=doc_id, chunk_index=position)
+        node = TextNode(
+            id_=f"{doc_id}:{position}",
+            text=text(4000),
+            metadata=metadata,
+            excluded_embed_metadata_keys=list(metadata),
+            excluded_llm_metadata_keys=list(metadata),
+        )
+        node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=doc_id)
+        exact = len(json.dumps(node_to_metadata_dict(node), ensure_ascii=False).encode("utf-8"))
+        assert record_size_bound(node) >= exact

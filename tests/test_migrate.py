@@ -344,11 +344,11 @@ def test_the_source_keyword_index_is_copied_only_when_it_holds_the_catalogs_docu
     with RagApp(settings, embedder=embedder) as app:
         expected = app.keyword.search("문서 2의 1번째 조각", 3)  # builds the source's index
     tokenized: list[int] = []
-    add = KeywordIndex.add
+    tokenize = KeywordIndex.tokenize_texts
     monkeypatch.setattr(
         KeywordIndex,
-        "add",
-        lambda self, ids, texts: (tokenized.append(len(ids)), add(self, ids, texts)),
+        "tokenize_texts",
+        lambda self, texts: (tokenized.append(len(texts)), tokenize(self, texts))[1],
     )
 
     def migrate(folder: str) -> list[tuple[str, float]]:

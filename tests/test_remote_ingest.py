@@ -6,6 +6,7 @@ the local Pinecone server, through the app's own clients.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -192,7 +193,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, float,
         return timed
 
     monkeypatch.setattr(pipeline, "GROUP_CHUNKS", 4)
-    for name in ("_embed_group", "_write_group"):
+    for name in ("_prepare_group", "_write_group"):
         monkeypatch.setattr(pipeline.Ingestor, name, timing(name, getattr(pipeline.Ingestor, name)))
     yield events
 
@@ -221,7 +222,7 @@ def test_writes_overlap_embedding_only_when_concurrent(
             assert app.retrieve("Document 5 foxtrot")[0].doc_id == "doc5"
             app.backend.drop()
     assert report.chunks_written == 16
-    embeds = [e for e in recorded if e[0] == "_embed_group"]
+    embeds = [e for e in recorded if e[0] == "_prepare_group"]
     writes = [e for e in recorded if e[0] == "_write_group"]
     assert len(embeds) == len(writes) >= 4
     overlapped = any(embeds[i + 1][1] < writes[i][2] for i in range(len(writes) - 1))
@@ -265,6 +266,10 @@ class Interrupting:
 
     def chunks_written(self, ids: Any, texts: Any) -> None:
         raise KeyboardInterrupt
+
+    def prepare_written(self, ids: Any, texts: Any) -> Callable[[], None]:
+        """Prepared ahead like the keyword index; the interrupt comes in the writing thread."""
+        return lambda: self.chunks_written(ids, texts)
 
     def chunks_deleted(self, ids: Any) -> None:
         """Nothing to record."""
@@ -342,3 +347,25 @@ def test_pinecone_upsert_parts_are_sent_concurrently_and_all_land(
     assert len(threads) == 8 and len(set(threads)) == pinecone.UPSERT_CONCURRENCY
     assert sorted(stored) == sorted(catalogued) and len(stored) == 37
     assert sorted(fetched) == sorted(catalogued)
+
+
+def test_ingest_batches_get_the_vectors_llamaindex_s_openai_embedding_gets(
+    make_settings: Callable[..., Settings],
+) -> None:
+    texts = ["first line\nsecond line", "한국어 문장입니다.", "", "mixed 漢字 text"]
+    with running_openai_server() as url:
+        embedder = build_embedder(remote_settings(make_settings, url), cache=False)
+        assert embedder.requests is not None
+        batched = embedder.embed_texts(texts)
+        reference = np.asarray(embedder.model.get_text_embedding_batch(texts), np.float32)
+    assert batched.dtype == np.float32 and batched.shape == (len(texts), 64)
+    np.testing.assert_allclose(batched, reference, rtol=0, atol=1e-7)
+
+
+def test_a_server_answering_json_floats_is_decoded_too() -> None:
+    from rag_app.embeddings.openai_batch import decode
+
+    vector = [0.25, -0.5, 1.0]
+    as_base64 = base64.b64encode(np.asarray(vector, "<f4").tobytes()).decode("ascii")
+    np.testing.assert_array_equal(decode(as_base64), decode(vector))
+    assert decode(vector).dtype == np.float32

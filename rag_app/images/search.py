@@ -30,8 +30,8 @@ from rag_app.ingestion.pipeline import (
     IngestReport,
     PendingDocument,
     delete_documents,
-    flatten_metadata,
 )
+from rag_app.ingestion.records import flatten_metadata
 from rag_app.settings import Settings
 from rag_app.stores.base import Backend, DocRecord, chunk_ids
 from rag_app.stores.registry import open_backend

@@ -44,9 +44,8 @@ from rag_app.ingestion.pipeline import (
     ChangeListener,
     Ingestor,
     PendingDocument,
-    flatten_metadata,
-    oversized,
 )
+from rag_app.ingestion.records import flatten_metadata, oversized
 from rag_app.stores.base import Backend, DocRecord, chunk_ids, searched_text
 from rag_app.stores.query_options import check_query
 

@@ -46,17 +46,15 @@ from llama_index.core.schema import (
     RelatedNodeInfo,
     TextNode,
 )
-from llama_index.core.vector_stores.utils import node_to_metadata_dict
 from tqdm.auto import tqdm
 
 from rag_app.embeddings.models import Embedder
 from rag_app.ingestion.chunking import SEARCHED_METADATA, Chunker
 from rag_app.ingestion.loaders import LoadProblem
+from rag_app.ingestion.records import flatten_metadata, oversized
 from rag_app.stores.base import Backend, DocRecord, chunk_ids, searched_text
 from rag_app.util.wording import plural
 
-#: Pinecone's metadata limit per record; enforced for every backend so they all behave alike.
-MAX_RECORD_METADATA_BYTES = 40 * 1024
 #: Chunks embedded and written per step; bounded memory, frequent progress.
 GROUP_CHUNKS = 512
 #: Stores that do not write through (memory) are made durable at least this often...
@@ -75,6 +73,10 @@ class ChangeListener(Protocol):
     """Told about every chunk written or deleted (the keyword index keeps itself in sync)."""
 
     def chunks_written(self, ids: Sequence[str], texts: Sequence[str]) -> None: ...
+
+    def prepare_written(self, ids: Sequence[str], texts: Sequence[str]) -> Callable[[], None]:
+        """`chunks_written` in two steps: its CPU work now, the change when the call runs."""
+        ...
 
     def chunks_deleted(self, ids: Sequence[str]) -> None: ...
 
@@ -153,6 +155,16 @@ class PendingDocument:
     @property
     def end(self) -> int:
         return self.first + len(self.nodes)
+
+
+@dataclass
+class _PreparedWrite:
+    """A group's chunks, embedded, with the calls that write them to the store and the
+    listeners (made ahead of the write, see `Ingestor._prepare_group`)."""
+
+    nodes: list[TextNode]
+    upsert: Callable[[], None]
+    listeners: list[Callable[[], None]]
 
 
 class Ingestor:
@@ -281,42 +293,50 @@ class Ingestor:
     def _write(
         self, groups: Iterable[tuple[list[PendingDocument], int]], report: IngestReport, bar: Any
     ) -> None:
-        """Write groups of document slices; `bar` advances by each group's progress amount."""
+        """Write groups of document slices; `bar` advances by each group's progress amount.
+
+        A store that writes through gets the final records of the documents one group
+        completed in the same request as the next group's pending records (their chunks are
+        durable by then): one catalog write per group, not two.
+        """
         self.backend.record_embedding(self.embedder.model_id, self.embedder.dimension)
         unfinished: list[PendingDocument] = []
         last_checkpoint = time.monotonic()
         interval = CHECKPOINT_SECONDS
-        with bar, closing(self._embedded(groups)) as ready:
-            for group, progress in ready:
-                self._write_group(group, report)
+        with bar, closing(self._prepared(groups)) as ready:
+            for group, progress, prepared in ready:
+                through = self.backend.writes_through
+                self._write_group(group, prepared, report, unfinished if through else [])
+                if through:
+                    unfinished.clear()
                 unfinished.extend(p for p in group if p.last)
                 bar.update(progress)
                 bar.set_postfix_str(plural(report.chunks_written, "chunk"), refresh=False)
-                if self.backend.writes_through or time.monotonic() - last_checkpoint > interval:
+                if not through and time.monotonic() - last_checkpoint > interval:
                     cost = _timed(lambda: self._checkpoint(unfinished))
                     interval = max(CHECKPOINT_SECONDS, CHECKPOINT_COST_RATIO * cost)
                     last_checkpoint = time.monotonic()
             self._checkpoint(unfinished)
 
-    def _embedded(
+    def _prepared(
         self, groups: Iterable[tuple[list[PendingDocument], int]]
-    ) -> Iterator[tuple[list[PendingDocument], int]]:
-        """`groups` in order, each with its chunks embedded; a remote embedder runs ahead."""
+    ) -> Iterator[tuple[list[PendingDocument], int, _PreparedWrite]]:
+        """`groups` in order, each embedded and encoded for its write; a remote embedder runs
+        ahead."""
         if self.embedder.concurrency <= 1:
-            for item in groups:
-                self._embed_group(item[0])
-                yield item
+            for group, progress in groups:
+                yield group, progress, self._prepare_group(group)
             return
         # One thread chunks (a generator has one caller at a time: the pool's one worker), two
-        # embed, so requests keep flowing across a group boundary (the embedder's limit caps
-        # the requests in flight of both); this thread only writes.
+        # embed and encode, so requests keep flowing across a group boundary (the embedder's
+        # limit caps the requests in flight of both); this thread only writes.
         source = iter(groups)
         chunking = ThreadPoolExecutor(1, thread_name_prefix="rag-ingest-chunk")
         embedding = ThreadPoolExecutor(EMBED_AHEAD, thread_name_prefix="rag-ingest-embed")
 
-        def next_group() -> tuple[tuple[list[PendingDocument], int], Future[None]] | None:
+        def next_group() -> tuple[tuple[list[PendingDocument], int], Future[_PreparedWrite]] | None:
             item = next(source, None)
-            return None if item is None else (item, embedding.submit(self._embed_group, item[0]))
+            return None if item is None else (item, embedding.submit(self._prepare_group, item[0]))
 
         ahead = deque(chunking.submit(next_group) for _ in range(EMBED_AHEAD + 1))
         try:
@@ -325,9 +345,8 @@ class Ingestor:
                 if started is None:
                     return
                 ahead.append(chunking.submit(next_group))
-                item, embedded = started
-                embedded.result()
-                yield item
+                (group, progress), prepared = started
+                yield group, progress, prepared.result()
         finally:
             chunking.shutdown(wait=True, cancel_futures=True)
             for step in ahead:  # all done or cancelled now
@@ -335,16 +354,34 @@ class Ingestor:
                     step.result()[1].cancel()
             embedding.shutdown(wait=True, cancel_futures=True)
 
+    def _prepare_group(self, group: list[PendingDocument]) -> _PreparedWrite:
+        """Embed a group's chunks and do the CPU work of writing them (encoding the records,
+        tokenising for the keyword index); nothing is written yet."""
+        self._embed_group(group)
+        nodes = [n for p in group for n in p.nodes]
+        ids = [n.node_id for n in nodes]
+        texts = [searched_text(n) for n in nodes]
+        return _PreparedWrite(
+            nodes,
+            self.backend.prepare_upsert(nodes),
+            [listener.prepare_written(ids, texts) for listener in self.listeners],
+        )
+
     def _embed_group(self, group: list[PendingDocument]) -> None:
         nodes = [n for p in group for n in p.nodes if n.embedding is None]
         vectors = self.embedder.embed_texts([searched_text(n) for n in nodes])
         for node, vector in zip(nodes, vectors, strict=True):
             node.embedding = vector.tolist()
 
-    def _write_group(self, group: list[PendingDocument], report: IngestReport) -> None:
-        nodes = [n for p in group for n in p.nodes]
-        texts = [searched_text(n) for n in nodes]
-        self.backend.put_documents(
+    def _write_group(
+        self,
+        group: list[PendingDocument],
+        prepared: _PreparedWrite,
+        report: IngestReport,
+        finished: list[PendingDocument],
+    ) -> None:
+        """Pending records (with `finished` documents' final ones), chunks, stale deletes."""
+        pending = (
             DocRecord(
                 p.record.doc_id,
                 p.record.content_hash,
@@ -354,15 +391,17 @@ class Ingestor:
             )
             for p in group
         )
-        self.backend.upsert(nodes)
+        self.backend.put_documents([*(p.record for p in finished), *pending])
+        prepared.upsert()
         stale = [
             i for p in group if p.last for i in chunk_ids(p.record.doc_id, p.old_chunks, p.end)
         ]
         self.backend.delete_chunks(stale)
+        for apply in prepared.listeners:
+            apply()
         for listener in self.listeners:
-            listener.chunks_written([n.node_id for n in nodes], texts)
             listener.chunks_deleted(stale)
-        report.chunks_written += len(nodes)
+        report.chunks_written += len(prepared.nodes)
         report.chunks_deleted += len(stale)
 
     def _checkpoint(self, unfinished: list[PendingDocument]) -> None:
@@ -434,37 +473,3 @@ def _skip(doc_id: str, reason: str, report: IngestReport) -> None:
         if doc_id in names:
             names.remove(doc_id)
     report.skipped.append(LoadProblem(doc_id, reason))
-
-
-def oversized(nodes: list[TextNode]) -> str | None:
-    for node in nodes:
-        size = len(json.dumps(node_to_metadata_dict(node), ensure_ascii=False).encode("utf-8"))
-        if size > MAX_RECORD_METADATA_BYTES:
-            return (
-                f"chunk metadata is {size} bytes, over the {MAX_RECORD_METADATA_BYTES}-byte "
-                "per-record limit (Pinecone's, applied to every store); shorten the document's "
-                "metadata"
-            )
-    return None
-
-
-def flatten_metadata(metadata: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """One documented shape for every store.
-
-    None values are dropped; nested dicts become dotted keys (`a.b`); lists become lists of
-    strings; strings, numbers and booleans (Korean text included) are kept as they are.
-    """
-    flat: dict[str, Any] = {}
-    for key, value in metadata.items():
-        name = f"{prefix}{key}"
-        if value is None:
-            continue
-        if isinstance(value, dict):
-            flat.update(flatten_metadata(value, f"{name}."))
-        elif isinstance(value, list | tuple | set):
-            flat[name] = [str(v) for v in value if v is not None]
-        elif isinstance(value, str | int | float | bool):
-            flat[name] = value
-        else:
-            flat[name] = str(value)
-    return flat

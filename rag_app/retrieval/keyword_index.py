@@ -274,7 +274,11 @@ class KeywordIndex:
         """Index texts under their ids; an id already present is replaced."""
         if len(ids) != len(texts):
             raise ValueError(f"got {len(ids)} ids but {len(texts)} texts")
-        self.add_tokenized(ids, tokenize_many(texts, korean=self._korean))
+        self.add_tokenized(ids, self.tokenize_texts(texts))
+
+    def tokenize_texts(self, texts: Sequence[str]) -> list[list[str]]:
+        """The token lists `add` indexes; no state is read, so any thread may call it."""
+        return tokenize_many(texts, korean=self._korean)
 
     def add_tokenized(self, ids: Sequence[str], tokens: Sequence[Sequence[str]]) -> None:
         """Index token lists made by ``tokenize`` elsewhere (e.g. in worker processes)."""

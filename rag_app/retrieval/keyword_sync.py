@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -63,6 +63,8 @@ class KeywordSearch(Protocol):
     """Keyword (BM25) search kept in sync by the ingestion path (a `ChangeListener`)."""
 
     def chunks_written(self, ids: Sequence[str], texts: Sequence[str]) -> None: ...
+
+    def prepare_written(self, ids: Sequence[str], texts: Sequence[str]) -> Callable[[], None]: ...
 
     def chunks_deleted(self, ids: Sequence[str]) -> None: ...
 
@@ -208,9 +210,18 @@ class KeywordSync:
         return bool(gone or changed)
 
     def chunks_written(self, ids: Sequence[str], texts: Sequence[str]) -> None:
-        self.index.add(ids, texts)
-        self._written.update(ids)
-        self._deleted.difference_update(ids)
+        self.prepare_written(ids, texts)()
+
+    def prepare_written(self, ids: Sequence[str], texts: Sequence[str]) -> Callable[[], None]:
+        """Tokenise now (any thread: the ingest's look-ahead); index when the call runs."""
+        tokens = self.index.tokenize_texts(texts)
+
+        def apply() -> None:
+            self.index.add_tokenized(ids, tokens)
+            self._written.update(ids)
+            self._deleted.difference_update(ids)
+
+        return apply
 
     def chunks_deleted(self, ids: Sequence[str]) -> None:
         self.index.delete(ids)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,8 +99,15 @@ class PineconeKeyword:
     # The ingestion path's ChangeListener.
 
     def chunks_written(self, ids: Sequence[str], texts: Sequence[str]) -> None:
-        old = self._stored(ids)
+        self.prepare_written(ids, texts)()
+
+    def prepare_written(self, ids: Sequence[str], texts: Sequence[str]) -> Callable[[], None]:
+        """Tokenise now (any thread); read the stored statistics and write when called."""
         tokens = tokenize_many(list(texts))
+        return lambda: self._write_tokens(ids, tokens)
+
+    def _write_tokens(self, ids: Sequence[str], tokens: list[list[str]]) -> None:
+        old = self._stored(ids)
         corpus = self._corpus()
         corpus.chunks += sum(1 for t in tokens if t) - len(old)
         corpus.tokens += sum(len(t) for t in tokens) - sum(length for _, length in old.values())

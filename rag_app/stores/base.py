@@ -118,6 +118,12 @@ class Backend(ABC):
     def upsert(self, nodes: Sequence[TextNode]) -> None:
         """Write chunks (with embeddings); an existing id is overwritten."""
 
+    def prepare_upsert(self, nodes: Sequence[TextNode]) -> Callable[[], None]:
+        """`upsert(nodes)` in two steps: the returned call writes. A backend that encodes its
+        records in Python does that here (any thread: the ingest's look-ahead), so the thread
+        that writes in order only sends."""
+        return lambda: self.upsert(nodes)
+
     @abstractmethod
     def delete_chunks(self, ids: Sequence[str]) -> None:
         """Delete exactly these chunk ids; unknown ids are ignored."""

@@ -75,9 +75,15 @@ class FixedPineconeVectorStore(PineconeVectorStore):
         super().__init__(*args, namespace=namespace or "", **kwargs)
 
     def add(self, nodes: list[BaseNode], **add_kwargs: Any) -> list[str]:
-        entries = [_entry(n, self.flat_metadata) for n in nodes]
-        parts = list(split_upserts(entries))
+        self.prepare_add(nodes)()
+        return [n.node_id for n in nodes]
 
+    def prepare_add(self, nodes: Sequence[BaseNode]) -> Callable[[], None]:
+        """Encode the records now; the returned call sends them."""
+        parts = list(split_upserts([_entry(n, self.flat_metadata) for n in nodes]))
+        return lambda: self._send(parts)
+
+    def _send(self, parts: list[list[dict[str, Any]]]) -> None:
         def upsert(part: list[dict[str, Any]]) -> None:
             self._pinecone_index.upsert(vectors=part, namespace=self.namespace, show_progress=False)
 
@@ -88,7 +94,6 @@ class FixedPineconeVectorStore(PineconeVectorStore):
             # Every id is in one part only, so the parts may land in any order.
             with ThreadPoolExecutor(min(UPSERT_CONCURRENCY, len(parts))) as pool:
                 list(pool.map(upsert, parts))
-        return [n.node_id for n in nodes]
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         if query.query_embedding is not None:
@@ -233,6 +238,9 @@ class PineconeBackend(Backend):
 
     def upsert(self, nodes: Sequence[TextNode]) -> None:
         self.vector_store.add(list(nodes))
+
+    def prepare_upsert(self, nodes: Sequence[TextNode]) -> Callable[[], None]:
+        return self.vector_store.prepare_add(nodes)
 
     def delete_chunks(self, ids: Sequence[str]) -> None:
         if not ids or not self._index_exists():

@@ -19,7 +19,8 @@ Every `/v1` request is appended to a JSONL log (`--log`) before it is answered, 
 Authorization value replaced by a presence flag. `--fail-first N` answers the first N `/v1`
 requests with 429 (or `--fail-status`: 401, 500, 503), to test client retries and refusals;
 `--delay S` answers every `/v1` request S seconds late, to test timeouts.
-`--embed-delay-ms N` answers embeddings N ms late (a remote embedding service's latency), and
+`--embed-delay-ms N` answers embeddings N ms after they arrive (a remote embedding service's
+latency, its own work included; Nagle's algorithm is off, so no delayed ACK adds to it), and
 `--storm-rate P --storm-seconds S` answers a fraction P of the `/v1` requests with 429 (with
 Retry-After) for S seconds from the first one (a rate-limit storm; every 1/P-th request, so a
 run is reproducible). Each log entry carries `in_flight`, the `/v1` requests being answered
@@ -275,6 +276,9 @@ class RequestHandler(BaseHTTPRequestHandler):
     """Routes requests; every `/v1` request is logged, then answered."""
 
     protocol_version = "HTTP/1.1"
+    # The headers and the body are two writes: with Nagle's algorithm the body waits for the
+    # client's delayed ACK of the headers (40 ms on Linux), which a latency benchmark would count.
+    disable_nagle_algorithm = True
     server: OpenAICompatibleServer
 
     def do_GET(self) -> None:
@@ -414,8 +418,10 @@ def list_models() -> Reply:
 
 
 def embeddings(body: dict[str, Any], options: ServerOptions) -> Reply:
+    """Vectors for `input`, answered `embed_delay_ms` after the request began (the time spent
+    computing them counts toward it, as a remote service's latency includes its work)."""
+    answer_at = time.monotonic() + options.embed_delay_ms / 1000
     texts = input_texts(body.get("input"))
-    time.sleep(options.embed_delay_ms / 1000)
     dim = int(body.get("dimensions") or options.dim)
     encoding_format = body.get("encoding_format") or "float"
     data = [
@@ -427,6 +433,7 @@ def embeddings(body: dict[str, Any], options: ServerOptions) -> Reply:
         for index, text in enumerate(texts)
     ]
     tokens = word_count(texts)
+    time.sleep(max(0.0, answer_at - time.monotonic()))
     return Reply(
         200,
         {
