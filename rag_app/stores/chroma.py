@@ -55,15 +55,28 @@ class FixedChromaVectorStore(ChromaVectorStore):
     """ChromaVectorStore with overwrite-on-add, real batch limits and cosine scores."""
 
     def add(self, nodes: list[BaseNode], **add_kwargs: Any) -> list[str]:
-        batch = self._collection._client.get_max_batch_size()
-        for part in batched(nodes, batch):
-            self._collection.upsert(
-                ids=[n.node_id for n in part],
-                embeddings=[n.get_embedding() for n in part],
-                metadatas=[_chroma_metadata(n) for n in part],
-                documents=[n.get_content(metadata_mode=MetadataMode.NONE) for n in part],
-            )
+        self.prepare_add(nodes)()
         return [n.node_id for n in nodes]
+
+    def prepare_add(self, nodes: Sequence[BaseNode]) -> Callable[[], None]:
+        """Encode the records now (the node dump is most of a write's interpreter time); the
+        returned call sends them in batches of the client's maximum size."""
+        batch = self._collection._client.get_max_batch_size()
+        parts = [
+            {
+                "ids": [n.node_id for n in part],
+                "embeddings": [n.get_embedding() for n in part],
+                "metadatas": [_chroma_metadata(n) for n in part],
+                "documents": [n.get_content(metadata_mode=MetadataMode.NONE) for n in part],
+            }
+            for part in batched(list(nodes), batch)
+        ]
+
+        def send() -> None:
+            for part in parts:
+                self._collection.upsert(**part)
+
+        return send
 
     def delete_nodes(self, node_ids: list[str] | None = None, filters: Any = None) -> None:
         where = _to_chroma_filter(filters) if filters else None
@@ -197,6 +210,9 @@ class ChromaBackend(Backend):
 
     def upsert(self, nodes: Sequence[TextNode]) -> None:
         self.vector_store.add(list(nodes))
+
+    def prepare_upsert(self, nodes: Sequence[TextNode]) -> Callable[[], None]:
+        return self.vector_store.prepare_add(nodes)
 
     def delete_chunks(self, ids: Sequence[str]) -> None:
         if not ids or not self._has_chunks():
