@@ -202,6 +202,20 @@ def test_add_tokenized_matches_add() -> None:
     assert by_text.search("벡터 database", 2) == by_tokens.search("벡터 database", 2)
 
 
+def test_a_missing_two_syllable_korean_word_lowers_coverage(index: KeywordIndex) -> None:
+    """태조 (in no chunk) weighs as a missing word, as a missing three-syllable one does."""
+    assert index.coverage("벡터", ["ko"])["ko"] == 1.0
+    two, three = (index.coverage(q, ["ko"])["ko"] for q in ("태조의 벡터", "한니발의 벡터"))
+    assert 0 < two < 0.5
+    assert two == pytest.approx(three, abs=0.1)
+
+
+def test_missing_chinese_bigrams_and_bigram_mode_hangul_bigrams_are_no_words() -> None:
+    kiwi, bigram = KeywordIndex(), KeywordIndex(korean="bigram")
+    assert kiwi._words("태조 数据库") == {"태조", "数", "据", "库"}
+    assert bigram._words("태조는 왕") == {"왕"}
+
+
 def test_scores_equal_the_bm25s_reference() -> None:
     rng = random.Random(0)
     words = [f"term{i}" for i in range(50)]

@@ -87,7 +87,8 @@ _TOKEN_RE = re.compile(
     rf"|(?P<word>[^\W\d_{_HANGUL}{_CJK}][^\W_{_HANGUL}{_CJK}]*)"
 )
 _HAS_HANGUL = re.compile(f"[{_HANGUL}]")
-_CJK_BIGRAM = re.compile(f"[{_CJK}{_HANGUL}]{{2}}")
+_CJK_BIGRAM = re.compile(f"[{_CJK}]{{2}}")
+_HANGUL_BIGRAM = re.compile(f"[{_HANGUL}]{{2}}")
 # Kiwi tags of content morphemes: general/proper nouns, numerals, verb and adjective stems,
 # roots, Hanja. Particles (J*), endings (E*), affixes (X*N/XS*), bound nouns and pronouns go.
 _KIWI_CONTENT_TAGS = frozenset({"NNG", "NNP", "NR", "VV", "VA", "XR", "SH"})
@@ -339,12 +340,18 @@ class KeywordIndex:
         return found
 
     def _words(self, query: str) -> set[str]:
-        """The query's word-level terms: no phrases, no CJK bigrams, no Hangul bigrams."""
+        """The query's word-level terms: no phrases, no Han/Kana bigrams, no Hangul bigrams.
+
+        With kiwi a two-syllable Hangul term is a morpheme (a word), not a bigram: most Korean
+        nouns have two syllables ("태조", "계급"), so they count when missing.
+        """
         mode: KoreanMode = "bigram" if self._korean == "bigram" else "kiwi"
         return {
             t
             for t in tokenize(query, korean=mode, query=True)
-            if _PHRASE_JOINER not in t and not _CJK_BIGRAM.fullmatch(t)
+            if _PHRASE_JOINER not in t
+            and not _CJK_BIGRAM.fullmatch(t)
+            and not (mode == "bigram" and _HANGUL_BIGRAM.fullmatch(t))
         }
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
