@@ -21,12 +21,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
-from rag_app.stores.base import Backend, batched
-
-if TYPE_CHECKING:
-    from llama_index.core.schema import TextNode
+from rag_app.stores.base import Backend, EmbeddedBatch, batched
 
 #: Batches read ahead of the one being written.
 READ_AHEAD = 2
@@ -34,16 +30,16 @@ READ_AHEAD = 2
 
 def read_batches(
     source: Backend, ids: Sequence[str], batch_size: int
-) -> Iterator[tuple[Sequence[str], list[TextNode]]]:
-    """Each batch of `ids` (in order) with the nodes found for it, read ahead of the caller."""
+) -> Iterator[tuple[Sequence[str], EmbeddedBatch]]:
+    """Each batch of `ids` (in order) with the chunks found for it, read ahead of the caller."""
     queued = iter(batched(ids, batch_size))
-    pending: deque[tuple[Sequence[str], Future[dict[str, TextNode]]]] = deque()
+    pending: deque[tuple[Sequence[str], Future[EmbeddedBatch]]] = deque()
     with ThreadPoolExecutor(1, thread_name_prefix="migrate-read") as pool:
 
         def submit_next() -> None:
             group = next(queued, None)
             if group is not None:
-                pending.append((group, pool.submit(source.fetch_embedded, group)))
+                pending.append((group, pool.submit(source.read_embedded, group)))
 
         try:
             for _ in range(READ_AHEAD + 1):
@@ -51,8 +47,7 @@ def read_batches(
             while pending:
                 group, future = pending.popleft()
                 submit_next()
-                nodes = future.result()
-                yield group, [nodes[i] for i in group if i in nodes]
+                yield group, future.result()
         finally:
             for _, future in pending:
                 future.cancel()
