@@ -10,12 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from llama_index.core.schema import ImageNode, NodeRelationship, RelatedNodeInfo, TextNode
-from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
+from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 
 from rag_app.settings import load_settings
 from rag_app.stores.base import Backend, EmbeddedBatch
-from rag_app.stores.chroma import node_of
 from rag_app.stores.memory.table import DimensionMismatchError
 from rag_app.stores.registry import open_backend
 
@@ -50,19 +48,6 @@ def backend(store: str, folder: Path) -> Backend:
         vector_store=store, data_dir=folder, chroma_path=folder / "chroma", collection="batch"
     )
     return open_backend(settings, lambda: DIM)
-
-
-def test_node_of_builds_what_metadata_dict_to_node_builds(vectors: np.ndarray) -> None:
-    node = chunk(3, vectors[0])
-    metadata = node_to_metadata_dict(node, remove_text=True, flat_metadata=False)
-    fast, checked = node_of(metadata, node.text), metadata_dict_to_node(metadata, text=node.text)
-    assert type(fast) is TextNode
-    assert fast.model_dump() == checked.model_dump()
-    assert fast.ref_doc_id == "doc" and fast.next_node.node_id == "doc:4"  # type: ignore[union-attr]
-    assert fast.node_id == "doc:3" and fast.embedding is None
-    image = ImageNode(id_="img", text="a red circle", image_path="/tmp/x.png")
-    built = node_of(node_to_metadata_dict(image, remove_text=True), "a red circle")
-    assert isinstance(built, ImageNode) and built.image_path == "/tmp/x.png"  # validated path
 
 
 @pytest.mark.parametrize("store", ["chroma", "memory"])

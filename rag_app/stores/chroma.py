@@ -29,14 +29,7 @@ from typing import Any
 
 import chromadb
 import httpx
-from llama_index.core.schema import (
-    BaseNode,
-    MetadataMode,
-    NodeRelationship,
-    NodeWithScore,
-    RelatedNodeInfo,
-    TextNode,
-)
+from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, TextNode
 from llama_index.core.vector_stores.types import (
     MetadataFilters,
     VectorStoreQuery,
@@ -98,36 +91,6 @@ class FixedChromaVectorStore(ChromaVectorStore):
         # The parent returns exp(-distance); in the cosine space distance = 1 - cosine.
         cosines = [1.0 + math.log(s) if s > 0 else -1.0 for s in result.similarities]
         return VectorStoreQueryResult(nodes=result.nodes, similarities=cosines, ids=result.ids)
-
-
-def node_of(metadata: dict[str, Any], text: str | None) -> BaseNode:
-    """`metadata_dict_to_node` without validating again what a TextNode serialised itself.
-
-    Why: building a node by pydantic validation of every field is three quarters of
-    `metadata_dict_to_node` (41 of 55 us per chunk), paid on every chunk a migration copies.
-    `_node_content` is LlamaIndex's own dump of a valid TextNode (TextNode has no validators),
-    so its fields are constructed as they are; any other node type goes the validating way.
-    """
-    content = metadata.get("_node_content")
-    if metadata.get("_node_type") != TextNode.class_name() or not isinstance(content, str):
-        return metadata_dict_to_node(metadata, text=text)
-    fields = json.loads(content)
-    fields.pop("class_name", None)
-    fields["relationships"] = {
-        NodeRelationship(key): _related(value)
-        for key, value in (fields.get("relationships") or {}).items()
-    }
-    if text is not None:
-        fields["text"] = text
-    return TextNode.model_construct(**fields)
-
-
-def _related(value: Any) -> RelatedNodeInfo | list[RelatedNodeInfo]:
-    if isinstance(value, list):
-        return [_related(item) for item in value]  # type: ignore[misc]
-    return RelatedNodeInfo.model_construct(
-        **{key: item for key, item in value.items() if key != "class_name"}
-    )
 
 
 def _chroma_metadata(node: BaseNode) -> dict[str, Any]:
@@ -256,7 +219,7 @@ class ChromaBackend(Backend):
             for node_id, text, metadata in zip(
                 got["ids"], got["documents"], got["metadatas"], strict=True
             ):
-                nodes[node_id] = node_of(metadata, text)  # type: ignore[assignment]
+                nodes[node_id] = metadata_dict_to_node(metadata, text=text)
         return nodes
 
     def fetch_embedded(self, ids: Sequence[str]) -> dict[str, TextNode]:
@@ -274,7 +237,7 @@ class ChromaBackend(Backend):
                 position = {node_id: i for i, node_id in enumerate(got["ids"])}
                 order = [position[i] for i in part if i in position]  # chromadb's own order
                 metadatas, documents = got["metadatas"], got["documents"]
-                nodes.extend(node_of(metadatas[i], documents[i]) for i in order)
+                nodes.extend(metadata_dict_to_node(metadatas[i], documents[i]) for i in order)
                 parts.append(np.asarray(got["embeddings"], dtype=np.float32)[order])
         vectors = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
         return EmbeddedBatch(nodes, vectors)
