@@ -126,7 +126,7 @@ def _raw_read(source: Settings) -> float:
         )
         ids = store.node_ids()
         for start in range(0, len(ids), UPSERT_BATCH):
-            store.get_nodes_with_vectors(ids[start : start + UPSERT_BATCH])
+            store.get_embedded(ids[start : start + UPSERT_BATCH])
     return time.perf_counter() - began
 
 

@@ -4,10 +4,11 @@ The copy follows the ingestion path's write order, so a target caught mid-way lo
 interrupted ingest (which `docs check` and the keyword index understand) and never like a
 finished collection: the manifest (the embedding model) first, then every document's record
 marked incomplete, then the chunks in batches (sorted ids, read with their vectors through
-`Backend.fetch_embedded` ahead of the writer by `rag_app.migration.reader`, written with
-`Backend.upsert`, which overwrites an id that exists), then the catalog as the source has it,
-and last the keyword index (from the copied texts, or the source's own local index when it
-holds exactly the copied catalog's documents).
+`Backend.read_embedded` ahead of the writer by `rag_app.migration.reader`, written with
+`Backend.write_embedded`, an upsert that overwrites an id that exists; the vectors travel as
+one float32 matrix per batch, never as lists of Python floats), then the catalog as the
+source has it, and last the keyword index (from the copied texts, or the source's own local
+index when it holds exactly the copied catalog's documents).
 
 A checkpoint file under RAG_DATA_DIR/migrate/ records per collection how many of the sorted
 ids are durable in the target (after `flush`). A killed run (Ctrl-C, kill -9) is resumed by
@@ -147,9 +148,10 @@ def copy_part(
     bar.update(done)
     saved, flush_seconds = time.monotonic(), 0.0
     for group, found in read_batches(part.source, part.ids[done:], batch_size):
-        part.target.upsert(found)
+        part.target.write_embedded(found)
         if keyword is not None and not (resumed and isinstance(keyword, KeywordSync)):
-            keyword.chunks_written([n.node_id for n in found], [searched_text(n) for n in found])
+            nodes = found.nodes
+            keyword.chunks_written([n.node_id for n in nodes], [searched_text(n) for n in nodes])
         done += len(group)
         bar.update(len(group))
         since = time.monotonic() - saved

@@ -6,8 +6,11 @@ thread reads the next batches while the current one is written, at most `READ_AH
 ahead (memory stays flat), and hands them over in order, so the checkpoint keeps its meaning.
 
 A thread helps where the read waits on a socket or copies numpy rows (memory), both of which
-release the GIL. Embedded Chroma's reader is in-process Rust code that turns its answer into
-Python lists under the GIL, so there the two mostly take turns. A worker process was tried for
+release the GIL. Embedded Chroma's reader is in-process Rust code: its SQLite query (per 20k
+chunks about 1.7 s, a row per metadata key joined to every chunk, the vectors 0.2 s of it) runs
+with the GIL released, but chromadb then turns the answer into Python lists and a float64
+array under the GIL (about 1.3 s), and the nodes are built from it (pydantic), so there
+reader and writer partly take turns. A worker process was tried for
 it, with mixed results on this shared 2-core machine, so it is not used: through
 multiprocessing's spawn (which also re-runs an unguarded caller's `__main__`, a hazard for
 scripts), 20k chunks read into nodes in 17.8 s against 10.8 s by the thread (load 13), 100k in
@@ -21,12 +24,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
-from rag_app.stores.base import Backend, batched
-
-if TYPE_CHECKING:
-    from llama_index.core.schema import TextNode
+from rag_app.stores.base import Backend, EmbeddedBatch, batched
 
 #: Batches read ahead of the one being written.
 READ_AHEAD = 2
@@ -34,16 +33,16 @@ READ_AHEAD = 2
 
 def read_batches(
     source: Backend, ids: Sequence[str], batch_size: int
-) -> Iterator[tuple[Sequence[str], list[TextNode]]]:
-    """Each batch of `ids` (in order) with the nodes found for it, read ahead of the caller."""
+) -> Iterator[tuple[Sequence[str], EmbeddedBatch]]:
+    """Each batch of `ids` (in order) with the chunks found for it, read ahead of the caller."""
     queued = iter(batched(ids, batch_size))
-    pending: deque[tuple[Sequence[str], Future[dict[str, TextNode]]]] = deque()
+    pending: deque[tuple[Sequence[str], Future[EmbeddedBatch]]] = deque()
     with ThreadPoolExecutor(1, thread_name_prefix="migrate-read") as pool:
 
         def submit_next() -> None:
             group = next(queued, None)
             if group is not None:
-                pending.append((group, pool.submit(source.fetch_embedded, group)))
+                pending.append((group, pool.submit(source.read_embedded, group)))
 
         try:
             for _ in range(READ_AHEAD + 1):
@@ -51,8 +50,7 @@ def read_batches(
             while pending:
                 group, future = pending.popleft()
                 submit_next()
-                nodes = future.result()
-                yield group, [nodes[i] for i in group if i in nodes]
+                yield group, future.result()
         finally:
             for _, future in pending:
                 future.cancel()

@@ -28,6 +28,7 @@ from rag_app.errors import EmbeddingMismatchError
 from rag_app.settings import Settings
 
 if TYPE_CHECKING:
+    import numpy as np
     from llama_index.core.schema import BaseNode, NodeWithScore, TextNode
     from llama_index.core.vector_stores.types import BasePydanticVectorStore, MetadataFilters
 
@@ -58,6 +59,27 @@ class StoredChunk:
             start_char=getattr(node, "start_char_idx", None),
             end_char=getattr(node, "end_char_idx", None),
         )
+
+
+@dataclass
+class EmbeddedBatch:
+    """Chunks with their stored vectors as one float32 matrix: row i is `nodes[i]`'s vector.
+
+    Why: `rag-app migrate` copies vectors from store to store. Kept as a matrix they skip
+    `TextNode.embedding`, a list of Python floats that pydantic validates on assignment: a
+    read into lists and a write back into an array cost more than the memory store's whole
+    write of the same chunks. A node may or may not also hold its vector as a list.
+    """
+
+    nodes: list[TextNode]
+    vectors: np.ndarray
+
+    def embedded_nodes(self) -> list[TextNode]:
+        """The nodes, each with its vector as `embedding` (for stores that take lists)."""
+        for node, row in zip(self.nodes, self.vectors, strict=True):
+            if node.embedding is None:
+                node.embedding = row.tolist()
+        return self.nodes
 
 
 @dataclass(frozen=True)
@@ -135,6 +157,19 @@ class Backend(ABC):
     @abstractmethod
     def fetch_embedded(self, ids: Sequence[str]) -> dict[str, TextNode]:
         """Chunks by id with their stored vectors: what `rag-app migrate` copies unembedded."""
+
+    def read_embedded(self, ids: Sequence[str]) -> EmbeddedBatch:
+        """The chunks of `ids` that exist, in that order, with their vectors as a matrix."""
+        import numpy as np  # lazy: the catalog side of a backend needs no numpy
+
+        found = self.fetch_embedded(ids)
+        nodes = [found[i] for i in ids if i in found]
+        vectors = np.asarray([n.get_embedding() for n in nodes], dtype=np.float32)
+        return EmbeddedBatch(nodes, vectors)
+
+    def write_embedded(self, batch: EmbeddedBatch) -> None:
+        """`upsert` of a batch read by `read_embedded` (stores that take a matrix override it)."""
+        self.upsert(batch.embedded_nodes())
 
     @abstractmethod
     def count(self) -> int:

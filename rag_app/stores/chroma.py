@@ -41,7 +41,7 @@ from llama_index.vector_stores.chroma.base import _to_chroma_filter
 
 from rag_app.errors import ConfigError, RagAppError
 from rag_app.settings import Settings
-from rag_app.stores.base import WRITTEN_FIELD, Backend, batched
+from rag_app.stores.base import WRITTEN_FIELD, Backend, EmbeddedBatch, batched
 from rag_app.util.retry import DEFAULT_POLICY, RetryPolicy, install_retries
 
 CATALOG_SUFFIX = "__catalog"
@@ -58,18 +58,30 @@ class FixedChromaVectorStore(ChromaVectorStore):
         self.prepare_add(nodes)()
         return [n.node_id for n in nodes]
 
+    def add_embedded(self, nodes: Sequence[BaseNode], vectors: Any) -> None:
+        """`add` with the vectors given apart (row i is node i's; a numpy matrix is taken as
+        it is, where lists of floats would be converted into one by chromadb)."""
+        self.prepare_add_embedded(nodes, vectors)()
+
     def prepare_add(self, nodes: Sequence[BaseNode]) -> Callable[[], None]:
         """Encode the records now (the node dump is most of a write's interpreter time); the
         returned call sends them in batches of the client's maximum size."""
+        return self.prepare_add_embedded(nodes, [n.get_embedding() for n in nodes])
+
+    def prepare_add_embedded(self, nodes: Sequence[BaseNode], vectors: Any) -> Callable[[], None]:
+        """`prepare_add` with the vectors given apart (see `add_embedded`)."""
         batch = self._collection._client.get_max_batch_size()
         parts = [
             {
-                "ids": [n.node_id for n in part],
-                "embeddings": [n.get_embedding() for n in part],
-                "metadatas": [_chroma_metadata(n) for n in part],
-                "documents": [n.get_content(metadata_mode=MetadataMode.NONE) for n in part],
+                "ids": [n.node_id for n in nodes[start : start + batch]],
+                "embeddings": vectors[start : start + batch],
+                "metadatas": [_chroma_metadata(n) for n in nodes[start : start + batch]],
+                "documents": [
+                    n.get_content(metadata_mode=MetadataMode.NONE)
+                    for n in nodes[start : start + batch]
+                ],
             }
-            for part in batched(list(nodes), batch)
+            for start in range(0, len(nodes), batch)
         ]
 
         def send() -> None:
@@ -233,19 +245,27 @@ class ChromaBackend(Backend):
         return nodes
 
     def fetch_embedded(self, ids: Sequence[str]) -> dict[str, TextNode]:
-        nodes: dict[str, TextNode] = {}
-        if not ids or not self._has_chunks():
-            return nodes
-        include = ["documents", "metadatas", "embeddings"]
-        for part in batched(list(ids), self.client.get_max_batch_size()):
-            got = self.collection.get(ids=list(part), include=include)
-            for node_id, text, metadata, vector in zip(
-                got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True
-            ):
-                node = metadata_dict_to_node(metadata, text=text)
-                node.embedding = vector.tolist() if hasattr(vector, "tolist") else list(vector)
-                nodes[node_id] = node
-        return nodes
+        return {n.node_id: n for n in self.read_embedded(ids).embedded_nodes()}
+
+    def read_embedded(self, ids: Sequence[str]) -> EmbeddedBatch:
+        import numpy as np  # chromadb imports it anyway
+
+        nodes: list[TextNode] = []
+        parts: list[np.ndarray] = []
+        if ids and self._has_chunks():
+            include = ["documents", "metadatas", "embeddings"]
+            for part in batched(list(ids), self.client.get_max_batch_size()):
+                got = self.collection.get(ids=list(part), include=include)
+                position = {node_id: i for i, node_id in enumerate(got["ids"])}
+                order = [position[i] for i in part if i in position]  # chromadb's own order
+                metadatas, documents = got["metadatas"], got["documents"]
+                nodes.extend(metadata_dict_to_node(metadatas[i], documents[i]) for i in order)
+                parts.append(np.asarray(got["embeddings"], dtype=np.float32)[order])
+        vectors = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+        return EmbeddedBatch(nodes, vectors)
+
+    def write_embedded(self, batch: EmbeddedBatch) -> None:
+        self.vector_store.add_embedded(batch.nodes, batch.vectors)
 
     def count(self) -> int:
         return self.collection.count() if self._has_chunks() else 0

@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from rag_app.settings import Settings
-from rag_app.stores.base import Backend, StoredChunk
+from rag_app.stores.base import Backend, EmbeddedBatch, StoredChunk
 from rag_app.util.files import locked, write_atomically
 
 if TYPE_CHECKING:
@@ -87,8 +87,15 @@ class MemoryBackend(Backend):
         return {n.node_id: n for n in self.vector_store.get_nodes(list(ids)) if ids}
 
     def fetch_embedded(self, ids: Sequence[str]) -> dict[str, TextNode]:
+        return {n.node_id: n for n in self.read_embedded(ids).embedded_nodes()}
+
+    def read_embedded(self, ids: Sequence[str]) -> EmbeddedBatch:
         self.refresh()
-        return {n.node_id: n for n in self.vector_store.get_nodes_with_vectors(list(ids))}
+        return EmbeddedBatch(*self.vector_store.get_embedded(ids))
+
+    def write_embedded(self, batch: EmbeddedBatch) -> None:
+        self.vector_store.add_embedded(batch.nodes, batch.vectors)
+        self._dirty = True
 
     def list_chunk_ids(self) -> list[str]:
         self.refresh()

@@ -113,26 +113,38 @@ class RowTable:
 
     # ----------------------------------------------------------------------------- writing
 
-    def add(self, nodes: Sequence[BaseNode]) -> None:
-        vectors = self.vectors_of(nodes)
+    def add(self, nodes: Sequence[BaseNode], vectors: np.ndarray | None = None) -> None:
+        """Write `nodes`, with `vectors` (row i is node i's) instead of their `embedding`."""
+        vectors = self.vectors_of(nodes, vectors)
         self.columns.clear()
         self.reserve(self.size + len(nodes))
         rows = np.fromiter((self.place(node) for node in nodes), dtype=np.int64, count=len(nodes))
         self.matrix[rows] = vectors
 
-    def vectors_of(self, nodes: Sequence[BaseNode]) -> np.ndarray:
-        embeddings = [node.get_embedding() for node in nodes]
-        expected = self.dim if self.dim is not None else len(embeddings[0])
-        for node, embedding in zip(nodes, embeddings, strict=True):
-            if len(embedding) != expected:
+    def vectors_of(self, nodes: Sequence[BaseNode], vectors: np.ndarray | None) -> np.ndarray:
+        """The rows to store (normalised copies), after checking their dimension."""
+        if vectors is None:
+            embeddings = [node.get_embedding() for node in nodes]
+            expected = self.dim if self.dim is not None else len(embeddings[0])
+            for node, embedding in zip(nodes, embeddings, strict=True):
+                if len(embedding) != expected:
+                    raise DimensionMismatchError(
+                        f"Node {node.node_id!r} has an embedding of dimension {len(embedding)}, "
+                        f"but this store holds dimension {expected} vectors"
+                    )
+            rows = np.asarray(embeddings, dtype=np.float32)
+        else:
+            rows = np.array(vectors, dtype=np.float32, ndmin=2)
+            expected = self.dim if self.dim is not None else rows.shape[1]
+            if rows.shape != (len(nodes), expected):
                 raise DimensionMismatchError(
-                    f"Node {node.node_id!r} has an embedding of dimension {len(embedding)}, "
-                    f"but this store holds dimension {expected} vectors"
+                    f"{rows.shape[0]} vectors of dimension {rows.shape[1]} were given for "
+                    f"{len(nodes)} nodes, but this store holds dimension {expected} vectors"
                 )
         if self.dim is None:
             self.dim = expected
             self.matrix = np.zeros((0, expected), dtype=np.float32)
-        return _normalise_rows(np.asarray(embeddings, dtype=np.float32))
+        return _normalise_rows(rows)
 
     def reserve(self, rows: int) -> None:
         capacity = self.matrix.shape[0]
@@ -392,16 +404,12 @@ class RowTable:
             excluded_llm_metadata_keys=list(llm_excluded),
         )
 
-    def nodes_with_vectors(self, ids: Sequence[str]) -> list[TextNode]:
-        """Stored nodes with their (normalised) vectors, to copy rows into another table."""
-        nodes = []
-        for node_id in ids:
-            row = self.row_of.get(node_id)
-            if row is not None:
-                node = self.node_at(row)
-                node.embedding = self.matrix[row].tolist()
-                nodes.append(node)
-        return nodes
+    def embedded(self, ids: Sequence[str]) -> tuple[list[TextNode], np.ndarray]:
+        """Stored nodes of `ids` (in that order) and their normalised vectors as a matrix,
+        to copy rows into another table or store."""
+        rows = [r for r in map(self.row_of.get, ids) if r is not None]
+        matrix = self.matrix[rows] if rows else np.zeros((0, self.dim or 0), dtype=np.float32)
+        return [self.node_at(r) for r in rows], matrix
 
     # ----------------------------------------------------------------------- persistence
 

@@ -145,11 +145,15 @@ class MemoryVectorStore(BasePydanticVectorStore):
 
     def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
         """Insert nodes; a node whose id is already stored is overwritten."""
+        self.add_embedded(nodes, None)
+        return [node.node_id for node in nodes]
+
+    def add_embedded(self, nodes: Sequence[BaseNode], vectors: np.ndarray | None) -> None:
+        """`add` with the vectors as a matrix (row i is node i's) instead of `embedding`."""
         if nodes:
             with self._lock:
-                self._table.add(nodes)
+                self._table.add(nodes, vectors)
                 self._changes.update((node.node_id, True) for node in nodes)
-        return [node.node_id for node in nodes]
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         """Delete every node whose ref_doc_id is exactly ``ref_doc_id``."""
@@ -205,10 +209,11 @@ class MemoryVectorStore(BasePydanticVectorStore):
         with self._lock:
             return list(self._table.ids[: self._table.size])
 
-    def get_nodes_with_vectors(self, node_ids: list[str]) -> list[TextNode]:
-        """Nodes by id with their (L2-normalised) vectors, to copy them to another store."""
+    def get_embedded(self, node_ids: Sequence[str]) -> tuple[list[TextNode], np.ndarray]:
+        """Nodes by id (in that order) and their L2-normalised vectors as a matrix, to copy
+        them to another store."""
         with self._lock:
-            return self._table.nodes_with_vectors(node_ids)
+            return self._table.embedded(node_ids)
 
     def search_chunks(self, embedding: Sequence[float], k: int) -> list[tuple[StoredChunk, float]]:
         """`query` without filters, as plain chunks (`MemoryBackend.search`)."""
@@ -293,9 +298,9 @@ class MemoryVectorStore(BasePydanticVectorStore):
         base = RowTable() if manifest is None else load_table(folder, manifest, self.index)[1]
         added = [node_id for node_id, added in self._changes.items() if added]
         deleted = [node_id for node_id, added in self._changes.items() if not added]
-        nodes = self._table.nodes_with_vectors(added)
+        nodes, vectors = self._table.embedded(added)
         if nodes:
-            base.add(nodes)
+            base.add(nodes, vectors)
         base.remove_rows(np.flatnonzero(base.selection(deleted, None)))
         self._table = base
         self._stamp = stamp
