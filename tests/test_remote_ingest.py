@@ -369,3 +369,19 @@ def test_a_server_answering_json_floats_is_decoded_too() -> None:
     as_base64 = base64.b64encode(np.asarray(vector, "<f4").tobytes()).decode("ascii")
     np.testing.assert_array_equal(decode(as_base64), decode(vector))
     assert decode(vector).dtype == np.float32
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_every_request_holds_at_most_rag_embed_batch_size_texts(
+    make_settings: Callable[..., Settings], tmp_path: Path, concurrency: int
+) -> None:
+    log = tmp_path / "openai.jsonl"
+    texts = [f"text number {i}" for i in range(150)]
+    with running_openai_server(log_path=log) as url:
+        settings = remote_settings(
+            make_settings, url, embed_batch_size=64, embed_concurrency=concurrency
+        )
+        embedder = build_embedder(settings, cache=False)
+        assert embedder.embed_texts(texts).shape == (150, 64)
+    sizes = [len(e["body"]["input"]) for e in embedding_requests(log)]
+    assert sorted(sizes, reverse=True) == [64, 64, 22]

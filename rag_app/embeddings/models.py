@@ -183,8 +183,10 @@ class Embedder:
         # Longest first: each model batch then holds texts of similar length, so little
         # padding is computed (sentence-transformers sorts only within one batch).
         order = sorted(todo, key=lambda h: len(todo[h]), reverse=True)
-        if self.limit is not None:
-            # One request per part, several at once; each part is committed as it arrives.
+        remote = self.requests is not None or self.limit is not None
+        if remote:
+            # One request per part (several at once when a limit allows); each part is
+            # committed as it arrives.
             batches = request_batches([todo[h] for h in order], self.request_inputs)
             parts = [order[b.start : b.stop] for b in batches]
             embedded = embed_in_order(
@@ -192,7 +194,7 @@ class Embedder:
             )
             for fresh in embedded:
                 cached.update(fresh)
-        for start in range(0, len(order) if self.limit is None else 0, CACHE_COMMIT_TEXTS):
+        for start in range(0, 0 if remote else len(order), CACHE_COMMIT_TEXTS):
             part = order[start : start + CACHE_COMMIT_TEXTS]
             cached.update(self._embed_and_cache(part, todo, show_progress))
         if not texts:
