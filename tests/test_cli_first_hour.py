@@ -176,13 +176,13 @@ def test_exhausted_retries_name_the_upsert_not_a_later_call(
         )
         with RagApp(settings, embedder=embedder) as app:  # hybrid: a keyword commit would follow
             app.ingest([Document(id_="zero", text="Written while the server is up.")])
-            upsert = app.backend.upsert
+            prepare = app.backend.prepare_upsert
 
-            def upsert_after_kill(nodes):
-                server.kill()
-                upsert(nodes)
+            def prepare_then_kill(nodes):
+                send = prepare(nodes)
+                return lambda: (server.kill(), send())
 
-            monkeypatch.setattr(app.backend, "upsert", upsert_after_kill)
+            monkeypatch.setattr(app.backend, "prepare_upsert", prepare_then_kill)
             with pytest.raises(RetriesExhaustedError, match=r"POST \S+/upsert"):
                 app.ingest([Document(id_="one", text="Chroma goes away during this write.")])
     finally:

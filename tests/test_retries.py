@@ -92,18 +92,24 @@ def chroma_app(
 
 
 def kill_on_second_write(backend: Backend, kill: Callable[[], None]) -> None:
-    """Make `kill` run just before the backend's second chunk write goes out."""
-    upsert = backend.upsert
+    """Make `kill` run just before the backend's second chunk write goes out (the records are
+    encoded ahead by `prepare_upsert`; its returned call sends them)."""
+    prepare = backend.prepare_upsert
     calls = 0
 
-    def upsert_after_kill(nodes: Sequence[TextNode]) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            kill()
-        upsert(nodes)
+    def prepare_then_kill(nodes: Sequence[TextNode]) -> Callable[[], None]:
+        send = prepare(nodes)
 
-    backend.upsert = upsert_after_kill  # type: ignore[method-assign]
+        def send_after_kill() -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                kill()
+            send()
+
+        return send_after_kill
+
+    backend.prepare_upsert = prepare_then_kill  # type: ignore[method-assign]
 
 
 def test_chroma_server_restarted_mid_ingest_is_retried_through(
