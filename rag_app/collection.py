@@ -1,11 +1,11 @@
 """`Collection`: one collection of the configured store, opened to find sources.
 
 It holds what a search needs (settings, backend, embedder, keyword index) and `retrieve`, and
-imports no LlamaIndex: `rag-app retrieve` runs on it and answers in about half the time that
-importing LlamaIndex alone takes (docs/performance.md). `RagApp` (rag_app/app.py) is a
-Collection plus ingestion, answers, images and the LlamaIndex surface, so both retrieve alike:
-the same `Ranker` (rag_app/retrieval/ranker.py) ranks plain chunks here and nodes in
-LlamaIndex engines.
+imports no LlamaIndex: `rag-app retrieve` and the offline `rag-app query` run on it and answer
+in less time than importing LlamaIndex alone takes (docs/performance.md). `RagApp`
+(rag_app/app.py) is a Collection plus ingestion, answers, images and the LlamaIndex surface, so
+both retrieve alike: the same `Ranker` (rag_app/retrieval/ranker.py) ranks plain chunks here
+and nodes in LlamaIndex engines; `extract` answers as RagApp's extractive query engine does.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Self
 
-from rag_app.answers.types import Source
+from rag_app.answers.extractive import extract_answer
+from rag_app.answers.types import Answer, Source
 from rag_app.embeddings.models import Embedder, build_embedder, embedding_model_id
 from rag_app.errors import ConfigError
 from rag_app.retrieval.keyword_sync import KeywordSearch, open_keyword_search
@@ -78,6 +79,12 @@ class Collection:
         ranker = self._chunk_ranker(retriever or self.settings.retriever)
         found = ranker.search(question, top_k or self.settings.top_k)
         return [_source(number, hit) for number, hit in enumerate(found, start=1)]
+
+    def extract(self, question: str, top_k: int | None = None) -> Answer:
+        """The offline answer (the sources' best sentences) with its sources: what `RagApp.query`
+        answers with RAG_LLM=extractive and no answer cache, without LlamaIndex's engine."""
+        sources = self.retrieve(question, top_k)
+        return Answer(question, extract_answer(question, sources), "extractive", sources)
 
     def _chunk_ranker(self, mode: RetrieverName) -> Ranker[StoredChunk]:
         self._check_mode(mode)

@@ -1,5 +1,7 @@
 """The two ways of ranking agree: plain chunks (`RagApp.retrieve`, `rag-app retrieve`, no
-LlamaIndex) and nodes (`HybridRetriever`, what LlamaIndex query and chat engines use)."""
+LlamaIndex) and nodes (`HybridRetriever`, what LlamaIndex query and chat engines use); and so do
+the two ways of answering offline (`Collection.extract`, the offline `rag-app query`, and the
+LlamaIndex query engine of `RagApp.query`)."""
 
 from __future__ import annotations
 
@@ -70,6 +72,61 @@ def test_cli_retrieve_imports_no_llamaindex_and_matches_ragapp(
         out, probe = done.stdout.strip().splitlines()
         assert probe == "LLAMA=False"
         assert json.loads(out) == sources
+
+
+def test_offline_answers_equal_the_llamaindex_query_engine(
+    make_app: Callable[..., RagApp],
+) -> None:
+    app = make_app(min_relevance=0.5)
+    app.ingest([SAMPLES])
+    for question in QUESTIONS:
+        for top_k in (None, 2):
+            expected = asdict(app.query(question, top_k, cache=False))
+            assert asdict(app.extract(question, top_k)) == expected, (question, top_k)
+
+
+def _cli_query(settings: Settings, *args: str, **env: str) -> tuple[str, str]:
+    """`rag-app query` output and whether it imported LlamaIndex."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, "query", *args],
+        env={**cli_env(settings), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    *out, probe = done.stdout.strip().splitlines()
+    return "\n".join(out), probe
+
+
+def test_cli_offline_query_imports_no_llamaindex_and_matches_ragapp(
+    make_settings: Callable[..., Settings], embedder
+) -> None:
+    settings = make_settings(vector_store="memory")
+    with RagApp(settings, embedder=embedder) as app:
+        app.ingest([SAMPLES])
+        expected = {q: app.query(q, cache=False) for q in QUESTIONS[:2]}
+    for question, answer in expected.items():
+        out, probe = _cli_query(settings, question, "--json")
+        assert probe == "LLAMA=False"
+        assert json.loads(out) == asdict(answer)
+        out, probe = _cli_query(settings, question)
+        assert probe == "LLAMA=False"
+        assert out.splitlines()[:2] == ["Answer (extractive):", answer.text]
+
+
+def test_cli_query_goes_through_the_engine_when_the_cache_keeps_extractive_answers(
+    make_settings: Callable[..., Settings], embedder
+) -> None:
+    settings = make_settings(vector_store="memory", cache="exact", cache_extractive=True)
+    with RagApp(settings, embedder=embedder) as app:
+        app.ingest([SAMPLES])
+    question = QUESTIONS[0]
+    first, probe = _cli_query(settings, question, "--json")
+    assert probe == "LLAMA=True"
+    with RagApp(settings, embedder=embedder) as app:
+        assert app.answer_cache.stats().entries == 1
+    assert _cli_query(settings, question, "--json", "--no-cache") == (first, "LLAMA=False")
 
 
 def test_a_search_only_process_sees_chunks_persisted_after_it_opened(

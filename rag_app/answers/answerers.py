@@ -3,8 +3,8 @@
 With an LLM (OpenAI or any OpenAI-compatible server) the synthesizer is LlamaIndex's own
 (`get_response_synthesizer`: response modes, streaming and prompt templates as LlamaIndex users
 know them), wrapped so the sources reach the model numbered [1], [2], ... and the answer can
-cite them. Without one, `extractive.ExtractiveSynthesizer` answers; every answer says which
-mode produced it.
+cite them. Without one, `ExtractiveSynthesizer` answers (`extractive.extract_answer`); every
+answer says which mode produced it.
 
 Only sources whose absolute relevance reaches the threshold (`Source.relevant`, carried by the
 retriever's `RelevantNode`s, see rag_app/retrieval/relevance.py) are shown to the LLM; when
@@ -13,20 +13,21 @@ there is none, the LLM is told that nothing relevant was found.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.base.response.schema import RESPONSE_TYPE
 from llama_index.core.chat_engine import CondensePlusContextChatEngine
+from llama_index.core.indices.prompt_helper import ChatPromptHelper, PromptHelper
 from llama_index.core.llms import LLM, MockLLM
 from llama_index.core.prompts import ChatPromptTemplate
 from llama_index.core.response_synthesizers import BaseSynthesizer, get_response_synthesizer
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryType, TextNode
 
-from rag_app.answers.extractive import ExtractiveSynthesizer, extract_answer
+from rag_app.answers.extractive import NO_SOURCES, extract_answer
 from rag_app.answers.types import Answer, Generated, Source
 from rag_app.errors import ConfigError
 from rag_app.retrieval.retriever import RelevantNode, is_relevant
@@ -115,6 +116,95 @@ def numbered(nodes: Sequence[NodeWithScore]) -> list[NodeWithScore]:
     if nodes and not relevant:
         return [NodeWithScore(node=TextNode(text=NOTHING_RELEVANT_PROMPT), score=0.0)]
     return relevant
+
+
+class ExtractiveSynthesizer(BaseSynthesizer):
+    """`extract_answer` as a LlamaIndex synthesizer: no LLM, answers cite [n] sources."""
+
+    def __init__(self, streaming: bool = False, **kwargs: Any) -> None:
+        kwargs.setdefault("empty_response", NO_SOURCES)
+        # No prompt is ever built, so the prompt helpers need no real tokenizer: LlamaIndex's
+        # default loads tiktoken's BPE table, 0.3 s of a cold `rag-app query`.
+        kwargs.setdefault("prompt_helper", PromptHelper(tokenizer=str.split))
+        kwargs.setdefault("chat_prompt_helper", ChatPromptHelper(tokenizer=str.split))
+        super().__init__(llm=MockLLM(), streaming=streaming, **kwargs)
+
+    def _get_prompts(self) -> dict[str, Any]:
+        return {}
+
+    def _update_prompts(self, prompts: dict[str, Any]) -> None:
+        """Extractive answers use no prompt."""
+
+    def synthesize(
+        self,
+        query: QueryType,
+        nodes: list[NodeWithScore],
+        additional_source_nodes: Sequence[NodeWithScore] | None = None,
+        **response_kwargs: Any,
+    ) -> RESPONSE_TYPE:
+        # Sentences come from the chunks' own text, not the metadata LlamaIndex puts around it.
+        return super().synthesize(
+            query, nodes, additional_source_nodes, **_extractive_kwargs(nodes), **response_kwargs
+        )
+
+    async def asynthesize(
+        self,
+        query: QueryType,
+        nodes: list[NodeWithScore],
+        additional_source_nodes: Sequence[NodeWithScore] | None = None,
+        **response_kwargs: Any,
+    ) -> RESPONSE_TYPE:
+        return await super().asynthesize(
+            query, nodes, additional_source_nodes, **_extractive_kwargs(nodes), **response_kwargs
+        )
+
+    def _answer(
+        self, query_str: str, text_chunks: Sequence[str], relevant: Sequence[bool] | None
+    ) -> str:
+        flags = relevant or [True] * len(text_chunks)
+        sources = [
+            Source(number, "", 0.0, text, None, None, relevant=flag)
+            for number, (text, flag) in enumerate(zip(text_chunks, flags, strict=True), start=1)
+        ]
+        return extract_answer(query_str, sources)
+
+    def get_response(
+        self,
+        query_str: str,
+        text_chunks: Sequence[str],
+        plain_texts: Sequence[str] | None = None,
+        relevant: Sequence[bool] | None = None,
+        **response_kwargs: Any,
+    ) -> Any:
+        answer = self._answer(query_str, plain_texts or text_chunks, relevant)
+        return _pieces(answer) if self._streaming else answer
+
+    async def aget_response(
+        self,
+        query_str: str,
+        text_chunks: Sequence[str],
+        plain_texts: Sequence[str] | None = None,
+        relevant: Sequence[bool] | None = None,
+        **response_kwargs: Any,
+    ) -> Any:
+        answer = self._answer(query_str, plain_texts or text_chunks, relevant)
+        return _one_piece(answer) if self._streaming else answer
+
+
+def _extractive_kwargs(nodes: Sequence[NodeWithScore]) -> dict[str, list[Any]]:
+    """The chunks' own text and relevance verdicts, for `ExtractiveSynthesizer.get_response`."""
+    return {
+        "plain_texts": [n.node.get_content() for n in nodes],
+        "relevant": [is_relevant(n) for n in nodes],
+    }
+
+
+def _pieces(text: str) -> Iterator[str]:
+    yield text
+
+
+async def _one_piece(text: str) -> AsyncIterator[str]:
+    yield text
 
 
 class CitingChatEngine(CondensePlusContextChatEngine):

@@ -127,10 +127,24 @@ def _query(app, args: argparse.Namespace) -> int:
     _require_documents(app)
     cache = not args.no_cache
     if args.json:
-        answer = app.query(args.question, args.top_k, cache=cache)
-        print(json.dumps(asdict(answer), ensure_ascii=False))
-        return 0
-    answer, pieces = app.stream_query(args.question, args.top_k, cache=cache)
+        return _print_json(app.query(args.question, args.top_k, cache=cache))
+    return _print_answer(*app.stream_query(args.question, args.top_k, cache=cache))
+
+
+def query_offline(collection, args: argparse.Namespace) -> int:
+    """`query` answered extractively with no answer cache, on a `Collection` (no LlamaIndex):
+    the same output as `_query` there (tests/test_retrieve_paths.py)."""
+    _require_documents(collection)
+    answer = collection.extract(args.question, args.top_k)
+    return _print_json(answer) if args.json else _print_answer(answer, iter([answer.text]))
+
+
+def _print_json(answer) -> int:
+    print(json.dumps(asdict(answer), ensure_ascii=False))
+    return 0
+
+
+def _print_answer(answer, pieces) -> int:
     print(f"Answer ({answer.mode}):")
     for piece in pieces:
         print(piece, end="", flush=True)

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 
 from rag_app.cli.common import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USER_ERROR
-from rag_app.cli.documents import COMMANDS, add_document_commands, list_documents
+from rag_app.cli.documents import COMMANDS, add_document_commands, list_documents, query_offline
 from rag_app.cli.eval import add_eval_commands, run_eval
 from rag_app.cli.images import SETTINGS_COMMANDS, add_image_commands
 from rag_app.cli.migrate import add_migrate_command, run_migrate
@@ -149,15 +149,29 @@ def _run(args: argparse.Namespace) -> int:
         return list_documents(settings, args)
 
     if args.command == "retrieve" and not args.images:
-        from rag_app.collection import Collection  # no LlamaIndex: see rag_app/collection.py
-
-        with Collection(settings) as collection:
-            return COMMANDS["retrieve"](collection, args)
+        return _on_collection(settings, COMMANDS["retrieve"], args)
+    if _query_offline(settings, args):
+        return _on_collection(settings, query_offline, args)
 
     from rag_app.app import RagApp
 
     with RagApp(settings) as app:
         return COMMANDS[args.command](app, args)
+
+
+def _on_collection(settings, command, args: argparse.Namespace) -> int:
+    from rag_app.collection import Collection  # no LlamaIndex: see rag_app/collection.py
+
+    with Collection(settings) as collection:
+        return command(collection, args)
+
+
+def _query_offline(settings, args: argparse.Namespace) -> bool:
+    """An extractive answer the answer cache would neither serve nor keep needs no LlamaIndex
+    engine (`AnswerCache.enabled`)."""
+    if args.command != "query" or settings.resolved_llm != "extractive":
+        return False
+    return args.no_cache or settings.cache == "off" or not settings.cache_extractive
 
 
 def _stores(settings) -> int:
