@@ -105,3 +105,30 @@ def test_english_question_over_english_chunks_unchanged() -> None:
         "raises recall and makes each query slower. [2] Unlike M and ef_construction, "
         "ef_search can be changed after the index is built. [2]"
     )
+
+
+def test_kiwi_analyses_only_the_question_of_an_extractive_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sentences' Korean terms are found as spelled: ingestion analysed them already."""
+    kiwi = keyword_index._get_kiwi()
+    analysed: list[str] = []
+
+    class Recording:
+        def tokenize(self, text):
+            texts = [text] if isinstance(text, str) else list(text)
+            analysed.extend(texts)
+            return kiwi.tokenize(text if isinstance(text, str) else texts)
+
+    monkeypatch.setattr(keyword_index, "_get_kiwi", Recording)
+    question = "HNSW에서 ef_search는 무엇을 조절하나요?"
+    assert extract_answer(question, _samples()) == BEFORE[question]
+    assert analysed == [question]
+
+
+def test_shared_terms_finds_korean_terms_as_spelled_and_others_as_tokens() -> None:
+    terms = set(keyword_index.tokenize("벡터 데이터베이스는 임베딩을 검색한다 searching"))
+    found = keyword_index.shared_terms("임베딩 벡터를 저장하고 searches it", terms)
+    assert {"임베딩", "벡터", "search"} <= found
+    assert "데이터베이스" not in found
+    assert found <= terms

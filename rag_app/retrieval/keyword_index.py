@@ -238,6 +238,14 @@ def tokenize_many(
     return [_combine(text, analyses.get(i), korean, query) for i, text in enumerate(texts)]
 
 
+def shared_terms(text: str, terms: Collection[str]) -> set[str]:
+    """The ``terms`` (a question's, from ``tokenize``) that ``text`` holds, without kiwi: a
+    Korean term is looked for as it is spelled (the content morphemes kiwi finds are, almost
+    always, and Hangul bigrams are exactly), every other term among the regex tokens."""
+    found = {t for t in terms if t in text and _HAS_HANGUL.search(t)}
+    return found | (set(_regex_tokens(text, korean_bigrams=False)) & set(terms))
+
+
 IdFilter = Collection[str] | Callable[[str], bool]
 
 
