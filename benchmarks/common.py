@@ -199,14 +199,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server_process(command: list[str], health_url: str, log_path: Path) -> Iterator[None]:
+def server_process(
+    command: list[str], health_url: str, log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run `command` until the `with` block ends; wait for `health_url` to answer 200."""
     env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         _wait_healthy(process, health_url, log_path)
-        yield
+        yield process
     finally:
         process.terminate()
         try:
@@ -231,13 +233,29 @@ def _wait_healthy(process: subprocess.Popen[bytes], url: str, log_path: Path) ->
 @contextlib.contextmanager
 def chroma_server(workdir: Path) -> Iterator[dict[str, Any]]:
     """`chroma run` on a free 127.0.0.1 port; yields the settings overrides that use it."""
+    with chroma_server_process(workdir) as (overrides, _):
+        yield overrides
+
+
+@contextlib.contextmanager
+def chroma_server_process(
+    workdir: Path,
+) -> Iterator[tuple[dict[str, Any], subprocess.Popen[bytes]]]:
+    """`chroma_server`, with its process (for `cpu_seconds`)."""
     port = free_port()
     chroma = Path(sys.executable).with_name("chroma")
     command = [str(chroma), "run", "--path", str(workdir / "chroma-server")]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     url = f"http://127.0.0.1:{port}/api/v2/heartbeat"
-    with server_process(command, url, workdir / "chroma-server.log"):
-        yield {"vector_store": "chroma", "chroma_host": "127.0.0.1", "chroma_port": port}
+    with server_process(command, url, workdir / "chroma-server.log") as process:
+        overrides = {"vector_store": "chroma", "chroma_host": "127.0.0.1", "chroma_port": port}
+        yield overrides, process
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process so far (Linux /proc), all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager

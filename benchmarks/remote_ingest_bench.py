@@ -25,7 +25,7 @@ from typing import Any
 
 from llama_index.core import Document
 
-from benchmarks.common import chroma_server, pinecone_local, ratio
+from benchmarks.common import chroma_server_process, cpu_seconds, pinecone_local, ratio
 from rag_app.app import RagApp
 from rag_app.settings import load_settings
 from tests.support.openai_server import running_openai_server
@@ -73,8 +73,10 @@ def ingest_once(
     concurrency: int,
     workdir: Path,
     name: str,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
-    """One timed ingest into a fresh collection; the store's counts checked afterwards."""
+    """One timed ingest into a fresh collection; the store's counts checked afterwards (and the
+    CPU time the store's server process spent during the ingest, given its pid)."""
     settings = load_settings(
         **target,
         data_dir=workdir / name,
@@ -90,9 +92,11 @@ def ingest_once(
     )
     with RagApp(settings) as app:
         assert app.embedder.dimension  # loads the client library and probes: not timed
+        server_began = cpu_seconds(server_pid) if server_pid else 0.0
         began = time.perf_counter()
         report = app.ingest(documents)
         seconds = time.perf_counter() - began
+        server_s = cpu_seconds(server_pid) - server_began if server_pid else None
         catalogued = [i for record in app.documents() for i in record.chunk_ids()]
         stored = app.backend.list_chunk_ids()
         limit = app.embedder.limit
@@ -108,6 +112,7 @@ def ingest_once(
             "lowest_limit": limit.lowest if limit else 1,
             "limit_cuts": limit.cuts if limit else 0,
             "ok": report.ok,
+            **({"server_cpu_s": round(server_s, 2)} if server_s is not None else {}),
         }
         app.backend.drop()
     return row
@@ -127,13 +132,16 @@ def bench_remote_ingest(chunks: int, workdir: Path) -> dict[str, Any]:
     }
     with (
         pinecone_local(workdir) as pinecone,
-        chroma_server(workdir) as chroma,
+        chroma_server_process(workdir) as (chroma, chroma_process),
         running_openai_server(embed_delay_ms=LATENCY_MS) as url,
     ):
-        targets = {"pinecone": (pinecone, SWEEP), "chroma-server": (chroma, [1, CONCURRENCY])}
-        for name, (target, sweep) in targets.items():
+        targets = {
+            "pinecone": (pinecone, SWEEP, None),
+            "chroma-server": (chroma, [1, CONCURRENCY], chroma_process.pid),
+        }
+        for name, (target, sweep, pid) in targets.items():
             runs = {
-                str(c): ingest_once(documents, target, url, c, workdir, f"ri-{name}-{c}")
+                str(c): ingest_once(documents, target, url, c, workdir, f"ri-{name}-{c}", pid)
                 for c in sweep
             }
             serial, fast = runs["1"]["seconds"], runs[str(CONCURRENCY)]["seconds"]

@@ -762,6 +762,7 @@ def _remote_ingest_section(results: dict[str, Any]) -> list[str]:
     if not remote:
         return []
     header = ["target", "RAG_EMBED_CONCURRENCY", "seconds", "vs serial", "vs ideal", "lowest"]
+    header.append("server CPU s")
     rows = []
     for name, target in remote["targets"].items():
         serial = target["runs"]["1"]["seconds"]
@@ -774,6 +775,7 @@ def _remote_ingest_section(results: dict[str, Any]) -> list[str]:
                     round(serial / run["seconds"], 2),
                     round(run["seconds"] / remote["ideal_s"], 2),
                     run["lowest_limit"],
+                    run.get("server_cpu_s", "–"),
                 )
             )
     storm = remote["storm"]
@@ -786,7 +788,9 @@ def _remote_ingest_section(results: dict[str, Any]) -> list[str]:
         "local Pinecone server or a `chroma run` server. RAG_EMBED_CONCURRENCY=1 is the serial",
         "path (one request at a time, nothing pipelined). Ideal: chunks / batch x latency /",
         f"concurrency = {remote['ideal_s']} s at {remote['concurrency']}. `lowest`: the lowest",
-        "adaptive limit reached. Details in [remote ingestion](remote-ingestion.md).",
+        "adaptive limit reached. `server CPU s`: the CPU time (all threads) the `chroma run`",
+        "process spent during the ingest, a floor for that store's time when its writes run",
+        "one at a time. Details in [remote ingestion](remote-ingestion.md).",
         "",
         *table(header, rows),
         "",
