@@ -93,3 +93,27 @@ def test_the_memory_store_writes_a_batch_as_it_writes_nodes(
     assert vectors.dtype == np.float32 and not np.allclose(np.linalg.norm(vectors, axis=1), 1)
     with pytest.raises(DimensionMismatchError):
         by_matrix.write_embedded(EmbeddedBatch(bare[:2], np.ones((2, DIM + 1), np.float32)))
+
+
+def test_a_chroma_batch_lands_in_memory_as_its_nodes_would(
+    tmp_path: Path, vectors: np.ndarray
+) -> None:
+    """Chroma's batch reaches the memory store as plain chunks read from its flat metadata
+    (no nodes built): the memory rows must equal those its nodes give."""
+    source = backend("chroma", tmp_path / "source")
+    nodes = [chunk(i, vectors[i]) for i in range(len(vectors))]
+    nodes[3].relationships.pop(NodeRelationship.SOURCE)  # a chunk without a document
+    nodes[4].start_char_idx = nodes[4].end_char_idx = None
+    source.upsert(nodes)
+    ids = [n.node_id for n in nodes]
+    by_chunks, by_nodes = backend("memory", tmp_path / "a"), backend("memory", tmp_path / "b")
+    flat = source.read_embedded(ids)
+    by_chunks.write_embedded(flat)
+    assert "nodes" not in flat.__dict__  # the chunks came from the metadata, not from nodes
+    by_nodes.write_embedded(EmbeddedBatch(source.read_embedded(ids).nodes, flat.vectors))
+    one, other = by_chunks.read_embedded(ids), by_nodes.read_embedded(ids)
+    assert [n.model_dump() for n in one.nodes] == [n.model_dump() for n in other.nodes]
+    assert one.nodes[3].ref_doc_id is None and one.nodes[4].start_char_idx is None
+    assert one.nodes[0].excluded_llm_metadata_keys == ["chunk_index", "score"]
+    np.testing.assert_array_equal(one.vectors, other.vectors)
+    source.close()

@@ -6,9 +6,11 @@ finished collection: the manifest (the embedding model) first, then every docume
 marked incomplete, then the chunks in batches (sorted ids, read with their vectors through
 `Backend.read_embedded` ahead of the writer by `rag_app.migration.reader`, written with
 `Backend.write_embedded`, an upsert that overwrites an id that exists; the vectors travel as
-one float32 matrix per batch, never as lists of Python floats), then the catalog as the
-source has it, and last the keyword index (from the copied texts, or the source's own local
-index when it holds exactly the copied catalog's documents).
+one float32 matrix per batch, never as lists of Python floats, and a batch read from Chroma
+reaches the memory store as plain chunks parsed from its flat metadata, without LlamaIndex
+nodes: `FlatEmbeddedBatch`), then the catalog as the source has it, and last the keyword index
+(from the copied texts, or the source's own local index when it holds exactly the copied
+catalog's documents).
 
 A checkpoint file under RAG_DATA_DIR/migrate/ records per collection how many of the sorted
 ids are durable in the target (after `flush`). A killed run (Ctrl-C, kill -9) is resumed by

@@ -8,16 +8,16 @@ ahead (memory stays flat), and hands them over in order, so the checkpoint keeps
 A thread helps where the read waits on a socket or copies numpy rows (memory), both of which
 release the GIL. Embedded Chroma's reader is in-process Rust code: its SQLite query (per 20k
 chunks about 1.7 s, a row per metadata key joined to every chunk, the vectors 0.2 s of it) runs
-with the GIL released, but chromadb then turns the answer into Python lists and a float64
-array under the GIL (about 1.3 s), and the nodes are built from it (pydantic), so there
-reader and writer partly take turns. A worker process was tried for
-it, with mixed results on this shared 2-core machine, so it is not used: through
-multiprocessing's spawn (which also re-runs an unguarded caller's `__main__`, a hazard for
-scripts), 20k chunks read into nodes in 17.8 s against 10.8 s by the thread (load 13), 100k in
-11.3-11.7 s against 17.3-18.8 s (load 2, all batches read ahead); as a `python -m` subprocess
-streaming pickled rows with a bounded read-ahead, 100k in 12.5-14.0 s against 13.7 s (load 1;
-the worker's read alone 9.4 s, making the nodes 3.7 s).
-"""
+with the GIL released, but chromadb then turns the answer into Python lists and a float64 array
+under the GIL (about 1.3 s), and the writer parses the chunks from it, so there reader and
+writer partly take turns. Two reader threads do not help: chromadb runs one query at a time (8
+batches of 5461 ids in 1.97 s from one thread and from two). A worker process was tried for it,
+with mixed results on this shared 2-core machine, so it is not used: through multiprocessing's
+spawn (which also re-runs an unguarded caller's `__main__`, a hazard for scripts), 20k chunks
+read into nodes in 17.8 s against 10.8 s by the thread (load 13), 100k in 11.3-11.7 s against
+17.3-18.8 s (load 2, all batches read ahead); as a `python -m` subprocess streaming pickled
+rows with a bounded read-ahead, 100k in 12.5-14.0 s against 13.7 s (load 1; the worker's read
+alone 9.4 s, making the nodes 3.7 s)."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rag_app.errors import EmbeddingMismatchError
@@ -36,6 +37,8 @@ MANIFEST_KEY = "__manifest__"
 #: The metadata field of a catalog record that holds when it was written (`time.time()` of the
 #: writer), in stores that can select records by it (`read_records_since`).
 WRITTEN_FIELD = "written"
+#: `NodeRelationship.SOURCE` as a node's JSON spells it (the chunk's document).
+SOURCE_RELATIONSHIP = "1"
 
 
 @dataclass(frozen=True)
@@ -48,16 +51,49 @@ class StoredChunk:
     ref_doc_id: str | None
     start_char: int | None
     end_char: int | None
+    #: The metadata keys left out of the embedded and of the LLM's text (LlamaIndex's
+    #: `excluded_embed_metadata_keys` / `excluded_llm_metadata_keys`).
+    excluded_embed_keys: tuple[str, ...] = ()
+    excluded_llm_keys: tuple[str, ...] = ()
 
     @classmethod
     def of_node(cls, node: BaseNode) -> StoredChunk:
+        from llama_index.core.schema import MetadataMode  # a node is given: LlamaIndex is loaded
+
         return cls(
             id=node.node_id,
-            text=node.get_content(),
+            text=node.get_content(metadata_mode=MetadataMode.NONE),
             metadata=dict(node.metadata),
             ref_doc_id=node.ref_doc_id,
             start_char=getattr(node, "start_char_idx", None),
             end_char=getattr(node, "end_char_idx", None),
+            excluded_embed_keys=tuple(node.excluded_embed_metadata_keys),
+            excluded_llm_keys=tuple(node.excluded_llm_metadata_keys),
+        )
+
+    @classmethod
+    def of_flat_metadata(cls, metadata: dict[str, Any], text: str | None) -> StoredChunk | None:
+        """The chunk a flat metadata dict holds (LlamaIndex's `node_to_metadata_dict`, as
+        Chroma and Pinecone store it), read without building the node; None unless it is a
+        TextNode's. `text` is the store's own copy of the text (Chroma's document), if any."""
+        if metadata.get("_node_type") != "TextNode" or "_node_content" not in metadata:
+            return None
+        import orjson  # a quarter faster than json here; a copy parses 100k of these
+
+        try:
+            node = orjson.loads(metadata["_node_content"])
+        except orjson.JSONDecodeError:  # NaN or Infinity, which json.dumps writes
+            node = json.loads(metadata["_node_content"])
+        source = (node.get("relationships") or {}).get(SOURCE_RELATIONSHIP)
+        return cls(
+            id=node["id_"],
+            text=node.get("text", "") if text is None else text,
+            metadata=node.get("metadata") or {},
+            ref_doc_id=source.get("node_id") if isinstance(source, dict) else None,
+            start_char=node.get("start_char_idx"),
+            end_char=node.get("end_char_idx"),
+            excluded_embed_keys=tuple(node.get("excluded_embed_metadata_keys") or ()),
+            excluded_llm_keys=tuple(node.get("excluded_llm_metadata_keys") or ()),
         )
 
 
@@ -80,6 +116,43 @@ class EmbeddedBatch:
             if node.embedding is None:
                 node.embedding = row.tolist()
         return self.nodes
+
+    def chunks(self) -> list[StoredChunk]:
+        """The chunks as plain data, for a store that keeps only these fields (memory)."""
+        return [StoredChunk.of_node(node) for node in self.nodes]
+
+
+class FlatEmbeddedBatch(EmbeddedBatch):
+    """A batch as a store of flat metadata dicts returned it (Chroma): nodes made on demand.
+
+    Why: a Chroma -> memory copy of 100k chunks spent 4 s making LlamaIndex nodes (pydantic
+    validation of every field) that the memory store takes apart again. The memory store
+    reads `chunks` (one `json.loads` each) instead; other writers ask for `nodes`.
+    """
+
+    def __init__(
+        self, metadatas: list[dict[str, Any]], texts: list[str | None], vectors: np.ndarray
+    ) -> None:
+        self.metadatas, self.texts, self.vectors = metadatas, texts, vectors
+
+    @cached_property
+    def nodes(self) -> list[TextNode]:  # type: ignore[override]
+        from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+        return [
+            metadata_dict_to_node(m, t) for m, t in zip(self.metadatas, self.texts, strict=True)
+        ]
+
+    def chunks(self) -> list[StoredChunk]:
+        if "nodes" in self.__dict__:
+            return super().chunks()
+        found = [
+            StoredChunk.of_flat_metadata(m, t)
+            for m, t in zip(self.metadatas, self.texts, strict=True)
+        ]
+        if any(chunk is None for chunk in found):
+            return super().chunks()
+        return found  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,13 @@ from llama_index.vector_stores.chroma.base import _to_chroma_filter
 
 from rag_app.errors import ConfigError, RagAppError
 from rag_app.settings import Settings
-from rag_app.stores.base import WRITTEN_FIELD, Backend, EmbeddedBatch, batched
+from rag_app.stores.base import (
+    WRITTEN_FIELD,
+    Backend,
+    EmbeddedBatch,
+    FlatEmbeddedBatch,
+    batched,
+)
 from rag_app.util.retry import DEFAULT_POLICY, RetryPolicy, install_retries
 
 CATALOG_SUFFIX = "__catalog"
@@ -250,7 +256,8 @@ class ChromaBackend(Backend):
     def read_embedded(self, ids: Sequence[str]) -> EmbeddedBatch:
         import numpy as np  # chromadb imports it anyway
 
-        nodes: list[TextNode] = []
+        metadatas: list[dict[str, Any]] = []
+        documents: list[str | None] = []
         parts: list[np.ndarray] = []
         if ids and self._has_chunks():
             include = ["documents", "metadatas", "embeddings"]
@@ -258,11 +265,11 @@ class ChromaBackend(Backend):
                 got = self.collection.get(ids=list(part), include=include)
                 position = {node_id: i for i, node_id in enumerate(got["ids"])}
                 order = [position[i] for i in part if i in position]  # chromadb's own order
-                metadatas, documents = got["metadatas"], got["documents"]
-                nodes.extend(metadata_dict_to_node(metadatas[i], documents[i]) for i in order)
+                metadatas.extend(got["metadatas"][i] for i in order)
+                documents.extend(got["documents"][i] for i in order)
                 parts.append(np.asarray(got["embeddings"], dtype=np.float32)[order])
         vectors = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
-        return EmbeddedBatch(nodes, vectors)
+        return FlatEmbeddedBatch(metadatas, documents, vectors)
 
     def write_embedded(self, batch: EmbeddedBatch) -> None:
         self.vector_store.add_embedded(batch.nodes, batch.vectors)

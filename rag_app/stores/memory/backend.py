@@ -94,7 +94,7 @@ class MemoryBackend(Backend):
         return EmbeddedBatch(*self.vector_store.get_embedded(ids))
 
     def write_embedded(self, batch: EmbeddedBatch) -> None:
-        self.vector_store.add_embedded(batch.nodes, batch.vectors)
+        self.vector_store.add_chunks(batch.chunks(), batch.vectors)
         self._dirty = True
 
     def list_chunk_ids(self) -> list[str]:

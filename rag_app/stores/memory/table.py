@@ -116,12 +116,19 @@ class RowTable:
     def add(self, nodes: Sequence[BaseNode], vectors: np.ndarray | None = None) -> None:
         """Write `nodes`, with `vectors` (row i is node i's) instead of their `embedding`."""
         vectors = self.vectors_of(nodes, vectors)
+        self.place_all([StoredChunk.of_node(node) for node in nodes], vectors)
+
+    def add_chunks(self, chunks: Sequence[StoredChunk], vectors: np.ndarray) -> None:
+        """Write plain chunks with their vectors (row i is chunk i's): a copy from a store."""
+        self.place_all(chunks, self.vectors_of(chunks, vectors))
+
+    def place_all(self, chunks: Sequence[StoredChunk], vectors: np.ndarray) -> None:
         self.columns.clear()
-        self.reserve(self.size + len(nodes))
-        rows = np.fromiter((self.place(node) for node in nodes), dtype=np.int64, count=len(nodes))
+        self.reserve(self.size + len(chunks))
+        rows = np.fromiter(map(self.place, chunks), dtype=np.int64, count=len(chunks))
         self.matrix[rows] = vectors
 
-    def vectors_of(self, nodes: Sequence[BaseNode], vectors: np.ndarray | None) -> np.ndarray:
+    def vectors_of(self, nodes: Sequence[Any], vectors: np.ndarray | None) -> np.ndarray:
         """The rows to store (normalised copies), after checking their dimension."""
         if vectors is None:
             embeddings = [node.get_embedding() for node in nodes]
@@ -158,28 +165,25 @@ class RowTable:
         self.style_codes = _resized(self.style_codes, capacity)
         self.row_to_label = _resized(self.row_to_label, capacity, -1)
 
-    def place(self, node: BaseNode) -> int:
-        """Write the node's non-vector fields into its row (new or existing); return the row."""
-        from llama_index.core.schema import MetadataMode  # a node is given: LlamaIndex is loaded
-
-        row = self.row_of.get(node.node_id)
-        text = node.get_content(metadata_mode=MetadataMode.NONE)
+    def place(self, chunk: StoredChunk) -> int:
+        """Write the chunk's non-vector fields into its row (new or existing); return the row."""
+        row = self.row_of.get(chunk.id)
         if row is None:
             row = self.size
             self.size += 1
-            self.row_of[node.node_id] = row
-            self.ids.append(node.node_id)
-            self.texts.append(text)
-            self.metadata.append(dict(node.metadata))
+            self.row_of[chunk.id] = row
+            self.ids.append(chunk.id)
+            self.texts.append(chunk.text)
+            self.metadata.append(dict(chunk.metadata))
         else:
-            self.texts[row] = text
-            self.metadata[row] = dict(node.metadata)
+            self.texts[row] = chunk.text
+            self.metadata[row] = dict(chunk.metadata)
             self.forget_label(row)
-        self.doc_codes[row] = self.intern_doc(node.ref_doc_id)
-        self.starts[row] = _offset(getattr(node, "start_char_idx", None))
-        self.ends[row] = _offset(getattr(node, "end_char_idx", None))
+        self.doc_codes[row] = self.intern_doc(chunk.ref_doc_id)
+        self.starts[row] = _offset(chunk.start_char)
+        self.ends[row] = _offset(chunk.end_char)
         self.style_codes[row] = self.intern_style(
-            (tuple(node.excluded_embed_metadata_keys), tuple(node.excluded_llm_metadata_keys))
+            (chunk.excluded_embed_keys, chunk.excluded_llm_keys)
         )
         return row
 
@@ -373,6 +377,7 @@ class RowTable:
         """The row as a plain chunk, for searches that need no LlamaIndex node."""
         start, end = int(self.starts[row]), int(self.ends[row])
         code = int(self.doc_codes[row])
+        embed_excluded, llm_excluded = self.styles[int(self.style_codes[row])]
         return StoredChunk(
             id=self.ids[row],
             text=self.texts[row],
@@ -380,6 +385,8 @@ class RowTable:
             ref_doc_id=self.doc_names[code] if code >= 0 else None,
             start_char=None if start < 0 else start,
             end_char=None if end < 0 else end,
+            excluded_embed_keys=embed_excluded,
+            excluded_llm_keys=llm_excluded,
         )
 
     def node_at(self, row: int) -> TextNode:

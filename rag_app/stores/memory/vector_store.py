@@ -155,6 +155,13 @@ class MemoryVectorStore(BasePydanticVectorStore):
                 self._table.add(nodes, vectors)
                 self._changes.update((node.node_id, True) for node in nodes)
 
+    def add_chunks(self, chunks: Sequence[StoredChunk], vectors: np.ndarray) -> None:
+        """`add_embedded` of plain chunks (a copy from another store, no nodes made)."""
+        if chunks:
+            with self._lock:
+                self._table.add_chunks(chunks, vectors)
+                self._changes.update((chunk.id, True) for chunk in chunks)
+
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         """Delete every node whose ref_doc_id is exactly ``ref_doc_id``."""
         with self._lock:
