@@ -9,6 +9,8 @@ with an empty embedding cache and a fresh collection (the embedder loaded before
 starts), against the loopback OpenAI-compatible server answering embeddings in
 LATENCY_MS and the local Pinecone server or a `chroma run` server. `RAG_EMBED_CONCURRENCY=1`
 is today's serial path (one request at a time, nothing pipelined), timed in the same run.
+At CONCURRENCY each target is ingested REPEATS times and the median run is reported (the
+shared 2-core machine moves one 8 s run by a fifth), every repeat listed.
 
 The storm run: the server answers 30 % of its requests with 429 (Retry-After 20 ms) for the
 first STORM_SECONDS; the ingest must finish with every chunk written once and no text
@@ -35,6 +37,9 @@ BATCH = 64
 CONCURRENCY = 8
 #: Concurrencies timed against Pinecone (the serial path, 1, is timed against both targets).
 SWEEP = [1, 4, 8, 16]
+#: Ingests at CONCURRENCY per target, the median one reported: a single 8 s run on a shared
+#: 2-core machine varied by 1.23-1.48x the ideal between runs.
+REPEATS = 3
 STORM_RATE = 0.3
 STORM_SECONDS = 5.0
 TARGET_SPEEDUP = 6.0
@@ -118,6 +123,23 @@ def ingest_once(
     return row
 
 
+def median_of_repeats(
+    documents: list[Document],
+    target: dict[str, Any],
+    url: str,
+    workdir: Path,
+    name: str,
+    server_pid: int | None,
+) -> dict[str, Any]:
+    """REPEATS ingests at CONCURRENCY: the median one, with every repeat's seconds."""
+    repeats = [
+        ingest_once(documents, target, url, CONCURRENCY, workdir, f"ri-{name}-r{r}", server_pid)
+        for r in range(REPEATS)
+    ]
+    middle = sorted(repeats, key=lambda row: row["seconds"])[REPEATS // 2]
+    return {**middle, "repeats_s": [row["seconds"] for row in repeats]}
+
+
 def bench_remote_ingest(chunks: int, workdir: Path) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     documents = corpus(chunks)
@@ -127,6 +149,7 @@ def bench_remote_ingest(chunks: int, workdir: Path) -> dict[str, Any]:
         "batch": BATCH,
         "latency_ms": LATENCY_MS,
         "concurrency": CONCURRENCY,
+        "repeats": REPEATS,
         "ideal_s": round(ideal, 2),
         "targets": {},
     }
@@ -141,7 +164,11 @@ def bench_remote_ingest(chunks: int, workdir: Path) -> dict[str, Any]:
         }
         for name, (target, sweep, pid) in targets.items():
             runs = {
-                str(c): ingest_once(documents, target, url, c, workdir, f"ri-{name}-{c}", pid)
+                str(c): (
+                    median_of_repeats(documents, target, url, workdir, name, pid)
+                    if c == CONCURRENCY
+                    else ingest_once(documents, target, url, c, workdir, f"ri-{name}-{c}", pid)
+                )
                 for c in sweep
             }
             serial, fast = runs["1"]["seconds"], runs[str(CONCURRENCY)]["seconds"]

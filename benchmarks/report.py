@@ -757,6 +757,14 @@ def _remote_ingest_targets(remote: dict[str, Any] | None) -> list[Target]:
     return found
 
 
+def _seconds_of_repeats(run: dict[str, Any]) -> str:
+    """A run's seconds; a repeated run's median with every repeat, e.g. `7.6 (7.3, 7.6, 8.1)`."""
+    repeats = run.get("repeats_s")
+    if not repeats:
+        return str(run["seconds"])
+    return f"{run['seconds']} ({', '.join(str(s) for s in sorted(repeats))})"
+
+
 def _remote_ingest_section(results: dict[str, Any]) -> list[str]:
     remote = results.get("remote_ingest")
     if not remote:
@@ -771,7 +779,7 @@ def _remote_ingest_section(results: dict[str, Any]) -> list[str]:
                 (
                     name,
                     run["concurrency"],
-                    run["seconds"],
+                    _seconds_of_repeats(run),
                     round(serial / run["seconds"], 2),
                     round(run["seconds"] / remote["ideal_s"], 2),
                     run["lowest_limit"],
@@ -790,7 +798,9 @@ def _remote_ingest_section(results: dict[str, Any]) -> list[str]:
         f"concurrency = {remote['ideal_s']} s at {remote['concurrency']}. `lowest`: the lowest",
         "adaptive limit reached. `server CPU s`: the CPU time (all threads) the `chroma run`",
         "process spent during the ingest, a floor for that store's time when its writes run",
-        "one at a time. Details in [remote ingestion](remote-ingestion.md).",
+        "one at a time. At concurrency "
+        f"{remote['concurrency']}: the median of {remote.get('repeats', 1)} ingests, all listed.",
+        "Details in [remote ingestion](remote-ingestion.md).",
         "",
         *table(header, rows),
         "",
