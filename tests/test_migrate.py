@@ -7,6 +7,7 @@ embeddings, a passing verification, a clean `docs check` and the same search res
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -369,3 +370,29 @@ def test_the_source_keyword_index_is_copied_only_when_it_holds_the_catalogs_docu
     built = migrate("built")
     assert built[0] == expected[0] and [s for _, s in built] == [s for _, s in expected]
     assert sum(tokenized) >= 12
+
+
+def test_the_copy_runs_with_the_cyclic_collector_paused_and_restores_it(
+    make_settings: Callable[..., Settings],
+    embedder: Embedder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rag_app.stores.memory.backend import MemoryBackend
+
+    settings = make_settings()
+    synthetic_source(settings, embedder.model_id, documents=4, per_doc=3)
+    collecting: list[bool] = []
+    write = MemoryBackend.write_embedded
+
+    def spying(self: MemoryBackend, batch: Any) -> None:
+        collecting.append(gc.isenabled())
+        write(self, batch)
+
+    monkeypatch.setattr(MemoryBackend, "write_embedded", spying)
+    assert gc.isenabled()
+    with RagApp(settings, embedder=embedder) as app:
+        report = app.migrate_to("memory", data_dir=tmp_path / "target")
+    assert report.verification is not None and report.verification.ok
+    assert collecting and not any(collecting)
+    assert gc.isenabled()

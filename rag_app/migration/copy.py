@@ -37,6 +37,7 @@ from rag_app.migration.reader import read_batches
 from rag_app.retrieval.keyword_index import KeywordIndex
 from rag_app.retrieval.keyword_sync import LOCK_FILE, KeywordSearch, KeywordSync
 from rag_app.stores.base import MANIFEST_KEY, Backend, searched_text
+from rag_app.util.collector import collector_paused
 from rag_app.util.files import locked, write_atomically
 
 Policy = Literal["refuse", "resume", "replace"]
@@ -148,34 +149,36 @@ def copy_part(
     reused = _source_keyword_index(part)
     keyword = part.keyword() if part.keyword and reused is None else None
     bar.update(done)
-    saved, flush_seconds = time.monotonic(), 0.0
-    for group, found in read_batches(part.source, part.ids[done:], batch_size):
-        part.target.write_embedded(found)
-        if keyword is not None and not (resumed and isinstance(keyword, KeywordSync)):
-            nodes = found.nodes
-            keyword.chunks_written([n.node_id for n in nodes], [searched_text(n) for n in nodes])
-        done += len(group)
-        bar.update(len(group))
-        since = time.monotonic() - saved
-        if part.target.writes_through or since >= max(
-            CHECKPOINT_SECONDS, CHECKPOINT_FLUSH_FACTOR * flush_seconds
-        ):
-            began = time.monotonic()
-            part.target.flush()
-            checkpoint.save(part.name, done=done, ids=part.digest, prepared=True)
-            saved = time.monotonic()
-            flush_seconds = saved - began
-    part.target.flush()
-    if part.records:
-        part.target.write_records(part.records)
-    if reused is not None and part.keyword_dir is not None:
-        with locked(part.keyword_dir / LOCK_FILE):
-            reused.save(part.keyword_dir)
-    elif keyword is not None:
-        if resumed and isinstance(keyword, KeywordSync):
-            keyword.rebuild()  # the chunks of the killed run's batches were never indexed
-        else:
-            keyword.commit()
+    with collector_paused():  # see rag_app.util.collector
+        saved, flush_seconds = time.monotonic(), 0.0
+        for group, found in read_batches(part.source, part.ids[done:], batch_size):
+            part.target.write_embedded(found)
+            if keyword is not None and not (resumed and isinstance(keyword, KeywordSync)):
+                nodes = found.nodes
+                texts = [searched_text(n) for n in nodes]
+                keyword.chunks_written([n.node_id for n in nodes], texts)
+            done += len(group)
+            bar.update(len(group))
+            since = time.monotonic() - saved
+            if part.target.writes_through or since >= max(
+                CHECKPOINT_SECONDS, CHECKPOINT_FLUSH_FACTOR * flush_seconds
+            ):
+                began = time.monotonic()
+                part.target.flush()
+                checkpoint.save(part.name, done=done, ids=part.digest, prepared=True)
+                saved = time.monotonic()
+                flush_seconds = saved - began
+        part.target.flush()
+        if part.records:
+            part.target.write_records(part.records)
+        if reused is not None and part.keyword_dir is not None:
+            with locked(part.keyword_dir / LOCK_FILE):
+                reused.save(part.keyword_dir)
+        elif keyword is not None:
+            if resumed and isinstance(keyword, KeywordSync):
+                keyword.rebuild()  # the chunks of the killed run's batches were never indexed
+            else:
+                keyword.commit()
     checkpoint.save(part.name, done=done, ids=part.digest, prepared=True, finished=True)
     return resumed
 
