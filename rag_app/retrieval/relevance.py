@@ -54,7 +54,12 @@ train lands on the same rule (cosine coefficient / coverage coefficient = 14.4; 
 2%, before the fix). Tried on TyDi and not adopted (exploration runs over the same splits,
 not kept): the cosine's margin over the 2nd, 5th or 20th dense candidate added with weight
 -0.5 to 1 (train mean of the three at most 0.430 against 0.417, within the spread between
-splits; dev 0.61-0.79 at 2% with up to 2.7% of answerable refused); coverage of Kiwi content
+splits; dev 0.61-0.79 at 2% with up to 2.7% of answerable refused); the cosine of the chunk's
+best sentence (each top-5 chunk cut into sentences, embedded as passages; run of 2026-12-08):
+alone train 0.233 at 2%, in place of the chunk's cosine 0.276-0.339, beside it with weight 2
+to 24 0.327-0.391 against 0.382 (dev 0.68-0.74 with 1.0-1.5% of answerable refused), since a
+neighbouring article's sentence matches the question's topic as well as its chunk does;
+coverage of Kiwi content
 morphemes only, of nouns only (NNG/NNP/NR/SH/XR), of nouns plus the bigrams inside content
 morphemes, or without the bigrams that span a particle or ending (train 0.31-0.39 at 2% with
 w = 12, against 0.381). Before the fix, also: the margin as a third logistic feature, coverage
