@@ -28,6 +28,7 @@ from rag_app.migration.targets import target_settings
 from rag_app.retrieval.keyword_index import KeywordIndex
 from rag_app.settings import Settings, load_settings
 from rag_app.stores.base import DocRecord, chunk_ids
+from rag_app.stores.memory.backend import MemoryBackend
 from rag_app.stores.registry import open_backend
 from rag_lab.shapes import Shape, save_prompts
 from tests.conftest import BACKENDS, backend_overrides, cli_env, rag_app_command
@@ -378,8 +379,6 @@ def test_the_copy_runs_with_the_cyclic_collector_paused_and_restores_it(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from rag_app.stores.memory.backend import MemoryBackend
-
     settings = make_settings()
     synthetic_source(settings, embedder.model_id, documents=4, per_doc=3)
     collecting: list[bool] = []
