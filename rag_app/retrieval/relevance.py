@@ -59,13 +59,13 @@ best sentence (each top-5 chunk cut into sentences, embedded as passages; run of
 alone train 0.233 at 2%, in place of the chunk's cosine 0.276-0.339, beside it with weight 2
 to 24 0.327-0.391 against 0.382 (dev 0.68-0.74 with 1.0-1.5% of answerable refused), since a
 neighbouring article's sentence matches the question's topic as well as its chunk does;
-coverage of Kiwi content
-morphemes only, of nouns only (NNG/NNP/NR/SH/XR), of nouns plus the bigrams inside content
-morphemes, or without the bigrams that span a particle or ending (train 0.31-0.39 at 2% with
-w = 12, against 0.381). Before the fix, also: the margin as a third logistic feature, coverage
-of the question's one or two rarest morphemes only, or with a morpheme counted present when
-all its Hangul bigrams are (alone 0.00-0.27 at 2%, with the cosine 0.55-0.63, in-sample on
-dev). The unanswerable TyDi questions that pass are about a neighbouring article:
+coverage of Kiwi content morphemes only, of nouns only (NNG/NNP/NR/SH/XR), of nouns plus the
+bigrams inside content morphemes, or without the bigrams that span a particle or ending
+(train 0.31-0.39 at 2% with w = 12, against 0.381). Before the fix, also: the margin as a
+third logistic feature, coverage of the question's one or two rarest morphemes only, or with
+a morpheme counted present when all its Hangul bigrams are (alone 0.00-0.27 at 2%, with the
+cosine 0.55-0.63, in-sample on dev). The unanswerable TyDi questions that pass are about a
+neighbouring article:
 "월드컵이 처음 개최된 나라는?" (FIFA 월드컵 removed) finds the 2022 World Cup passage at
 cosine 0.90, "고려 태조는 언제 죽었나요?" finds 조선 태종 at 0.86. Coverage and a small
 bi-encoder's cosine cannot tell "the first World Cup" from "the 2022 one"; a cross-encoder
